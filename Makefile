@@ -1,0 +1,24 @@
+# `make space` sets up .venv and runs the main job; `make test` sets up .venv and runs the test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first and pinned: here it comes from the machine's local wheel store (a CUDA build that also runs on CPU)
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?= -m "not slow"
+
+.PHONY: install space test
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[all]"
+	touch $@
+
+install: $(VENV)/.installed
+
+space: install
+	$(VENV)/bin/pgat --help
+
+test: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False \
+		$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,7 @@
+"""PGAT: pose-guided high-resolution appearance transfer via progressive training."""
+
+__version__ = "0.1.0"
+
+from .models import PGATModel, PGATModelOutput  # noqa: E402
+
+__all__ = ["PGATModel", "PGATModelOutput", "__version__"]

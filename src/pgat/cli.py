@@ -1,0 +1,61 @@
+"""The ``pgat`` command line.
+
+Each subcommand is a ``register_<name>(subparsers)`` function that adds its parser and sets
+``func``; later commands (transfer, video, tryon, evaluate, synth, prepare-video) plug in the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from . import __version__
+
+
+def _cmd_stages(args: argparse.Namespace) -> int:
+    from .stages import RESOLUTIONS, get_stage
+
+    print(f"{'resolution':>10} {'channels':>8} {'descriptors':>11} {'crop':>5}")
+    for r in RESOLUTIONS:
+        s = get_stage(r, args.bottleneck_channels)
+        print(f"{s.resolution:>10} {s.channels:>8} {s.num_descriptors:>11} {s.crop_size:>5}")
+    return 0
+
+
+def register_stages(sub) -> None:
+    p = sub.add_parser("stages", help="print the table of resolution stages (channels, local descriptors, crop size)")
+    p.add_argument("--bottleneck-channels", type=int, default=1024, help="model width at the 32x32 bottleneck (default: the paper's 1024)")
+    p.set_defaults(func=_cmd_stages)
+
+
+COMMANDS = [register_stages]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgat",
+        description="PGAT: pose-guided appearance transfer. One photo of a person + a target pose -> that person in that pose.",
+    )
+    parser.add_argument("--version", action="version", version=f"pgat {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"pgat: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
