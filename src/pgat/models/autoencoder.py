@@ -1,0 +1,239 @@
+"""PGATModel: the progressive pose-conditioned U-Net of the paper (§3.1).
+
+Layout at stage ``R`` (channels ``C(s)`` from ``pgat.stages``; ``C(32) = 1024`` in the paper's size)::
+
+    reference (3, R, R)
+      from_rgb        1x1 conv, 3 -> C(2R)
+      encoder.b{R}    block, C(2R) -> C(R)   ── skip ──┐
+      avg-pool                                         │
+      ...                                              │
+      encoder.b64     block, C(128) -> C(64) ─ skip ─┐ │
+      avg-pool                                       │ │
+      encoder.b32     block, C(64) -> C(32)          │ │   the 32² bottleneck, 1024 channels
+      ⊕ 18 pose maps (Eq. 1, made at 32²)            │ │
+      decoder.b32     block, C(32) + 18 -> C(32)     │ │
+      nearest up-sample, ⊕ skip ─────────────────────┘ │
+      decoder.b64     block, C(32) + C(64) -> C(64)    │
+      ...                                              │
+      decoder.b{R}    block, C(R/2) + C(R) -> C(R) ────┘
+      to_rgb          1x1 conv, C(R) -> 3, tanh
+
+A block is [3x3 conv -> BatchNorm -> LeakyReLU(0.2)] x 2. Blocks are named by resolution, so their
+state-dict keys do not change as the network grows. ``from_rgb`` outputs the channels the block one
+level further out would produce, ``C(2R)``: growing then plugs a new outermost encoder block in front
+of the old one without reshaping anything that was trained. ``to_rgb`` ends in ``tanh`` so that
+outputs are in [-1, 1] like the inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+
+from ..pose import NUM_KEYPOINTS, heatmaps
+from ..stages import RESOLUTIONS, channels_at, check_resolution
+
+
+@dataclass
+class PGATModelOutput(BaseOutput):
+    """Output of `PGATModel`.
+
+    Args:
+        image (`torch.Tensor` of shape `(batch, 3, R, R)`): the reference person in the target pose, in [-1, 1].
+    """
+
+    image: torch.Tensor
+
+
+class ConvBlock(nn.Module):
+    """[3x3 conv -> BatchNorm -> LeakyReLU(0.2)] x 2."""
+
+    def __init__(self, in_channels: int, out_channels: int, negative_slope: float = 0.2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.norm2 = nn.BatchNorm2d(out_channels)
+        self.act = nn.LeakyReLU(negative_slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm1(self.conv1(x)))
+        return self.act(self.norm2(self.conv2(x)))
+
+
+class PGATModel(ModelMixin, ConfigMixin):
+    r"""The PGAT generator at one stage of progressive training.
+
+    Args:
+        resolution (`int`, *optional*, defaults to 64): side of the square images of this stage (64 ... 1024).
+        bottleneck_channels (`int`, *optional*, defaults to 1024): channels at the bottleneck; every other
+            width follows from it (halved per doubling of the spatial size).
+        bottleneck_size (`int`, *optional*, defaults to 32): side of the bottleneck feature map.
+        num_keypoints (`int`, *optional*, defaults to 18): pose maps concatenated at the bottleneck.
+        sigma (`float`, *optional*, defaults to 3.2): Gaussian width of the pose maps in pixels of a
+            256-wide image (Eq. 1); it is scaled to the bottleneck grid, where the maps are made.
+        in_channels (`int`, *optional*, defaults to 3), out_channels (`int`, *optional*, defaults to 3): image channels.
+        min_channels (`int`, *optional*, defaults to 4): floor on block widths for tiny models.
+        negative_slope (`float`, *optional*, defaults to 0.2): LeakyReLU slope.
+
+    The defaults build the paper's model; tests and CPU demos use the same class with a small
+    ``bottleneck_channels``.
+    """
+
+    _supports_gradient_checkpointing = False
+
+    @register_to_config
+    def __init__(
+        self,
+        resolution: int = 64,
+        bottleneck_channels: int = 1024,
+        bottleneck_size: int = 32,
+        num_keypoints: int = NUM_KEYPOINTS,
+        sigma: float = 3.2,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        min_channels: int = 4,
+        negative_slope: float = 0.2,
+    ):
+        super().__init__()
+        check_resolution(resolution)
+        if bottleneck_size >= resolution or resolution % bottleneck_size or (resolution // bottleneck_size) & (resolution // bottleneck_size - 1):
+            raise ValueError(f"`bottleneck_size` must be a power-of-two fraction of `resolution` ({resolution}), got {bottleneck_size}")
+        if bottleneck_channels < 1 or min_channels < 1:
+            raise ValueError(f"`bottleneck_channels` and `min_channels` must be positive, got {bottleneck_channels} and {min_channels}")
+
+        ch = self._channels
+        sizes = self._sizes()  # bottleneck first: 32, 64, ..., R
+        self.from_rgb = nn.Conv2d(in_channels, ch(2 * resolution), 1)
+        self.encoder = nn.ModuleDict()
+        self.decoder = nn.ModuleDict()
+        for s in sizes:
+            self.encoder[f"b{s}"] = ConvBlock(ch(2 * s), ch(s), negative_slope)
+        self.decoder[f"b{bottleneck_size}"] = ConvBlock(ch(bottleneck_size) + num_keypoints, ch(bottleneck_size), negative_slope)
+        for s in sizes[1:]:
+            self.decoder[f"b{s}"] = ConvBlock(ch(s // 2) + ch(s), ch(s), negative_slope)
+        self.to_rgb = nn.Conv2d(ch(resolution), out_channels, 1)
+        self.apply(_he_init)
+
+    # ---------------------------------------------------------------------------------------
+    def _channels(self, size: int) -> int:
+        c = self.config
+        return channels_at(size, c.bottleneck_channels, c.bottleneck_size, c.min_channels)
+
+    def _sizes(self) -> List[int]:
+        s, out = self.config.bottleneck_size, []
+        while s <= self.config.resolution:
+            out.append(s)
+            s *= 2
+        return out
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    @property
+    def pose_sigma(self) -> float:
+        """Sigma of the pose maps in bottleneck pixels."""
+        return self.config.sigma * self.config.bottleneck_size / 256.0
+
+    def pose_maps(self, target_keypoints: torch.Tensor) -> torch.Tensor:
+        """Eq. (1) on the bottleneck grid, from keypoints in pixels of the stage resolution."""
+        c = self.config
+        scale = c.bottleneck_size / c.resolution
+        kps = (target_keypoints + 0.5) * scale - 0.5  # pixel-centre convention on both grids
+        kps = torch.where((target_keypoints < 0).any(-1, keepdim=True), torch.full_like(kps, -1.0), kps)
+        return heatmaps(kps, c.bottleneck_size, c.bottleneck_size, self.pose_sigma)
+
+    def check_inputs(self, reference: torch.Tensor, target_keypoints: torch.Tensor) -> None:
+        c = self.config
+        r = c.resolution
+        if not isinstance(reference, torch.Tensor) or reference.ndim != 4:
+            got = tuple(reference.shape) if isinstance(reference, torch.Tensor) else type(reference).__name__
+            raise ValueError(f"`reference` must be a (B, {c.in_channels}, {r}, {r}) tensor in [-1, 1], got {got}")
+        b, ch, h, w = reference.shape
+        if ch != c.in_channels:
+            raise ValueError(f"`reference` must have {c.in_channels} channels, got {ch} (shape {tuple(reference.shape)})")
+        if h != w:
+            raise ValueError(f"`reference` must be square ({r}x{r}); got {h}x{w}. Letterbox it first (pgat.pose.letterbox)")
+        if h != r:
+            raise ValueError(f"`reference` must be {r}x{r} for this stage-{r} model, got {h}x{w}")
+        if not isinstance(target_keypoints, torch.Tensor) or target_keypoints.shape != (b, c.num_keypoints, 2):
+            got = tuple(target_keypoints.shape) if isinstance(target_keypoints, torch.Tensor) else type(target_keypoints).__name__
+            raise ValueError(f"`target_keypoints` must be a ({b}, {c.num_keypoints}, 2) tensor of (x, y) pixels, got {got}")
+        if not torch.is_floating_point(target_keypoints):
+            raise ValueError(f"`target_keypoints` must be floating point, got {target_keypoints.dtype}")
+        if not torch.isfinite(target_keypoints).all():
+            raise ValueError("`target_keypoints` contains NaN or infinite coordinates; mark a missing point as (-1, -1)")
+
+    # ---------------------------------------------------------------------------------------
+    def forward(
+        self, reference: torch.Tensor, target_keypoints: torch.Tensor, return_dict: bool = True
+    ) -> Union[PGATModelOutput, Tuple[torch.Tensor]]:
+        r"""
+        Args:
+            reference (`torch.Tensor`): ``(B, 3, R, R)`` reference images in [-1, 1].
+            target_keypoints (`torch.Tensor`): ``(B, 18, 2)`` target pose, ``(x, y)`` in pixels of R; -1 = missing.
+            return_dict (`bool`, *optional*, defaults to `True`): return a `PGATModelOutput` instead of a tuple.
+        """
+        self.check_inputs(reference, target_keypoints)
+        sizes = self._sizes()
+
+        # 1. encode, keeping each block's output as the skip at its resolution
+        x = self.from_rgb(reference)
+        skips = {}
+        for s in reversed(sizes):
+            x = self.encoder[f"b{s}"](x)
+            if s != sizes[0]:
+                skips[s] = x
+                x = F.avg_pool2d(x, 2)
+
+        # 2. inject the target pose at the bottleneck, Eq. (1)
+        pose = self.pose_maps(target_keypoints.to(x.dtype)).to(x.dtype)
+        x = self.decoder[f"b{sizes[0]}"](torch.cat([x, pose], dim=1))
+
+        # 3. decode with skip connections
+        for s in sizes[1:]:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = self.decoder[f"b{s}"](torch.cat([x, skips[s]], dim=1))
+
+        image = torch.tanh(self.to_rgb(x))
+        if not return_dict:
+            return (image,)
+        return PGATModelOutput(image=image)
+
+    # ---------------------------------------------------------------------------------------
+    def grow(self) -> "PGATModel":
+        """The model at the next resolution (§3.1): one new outermost encoder block and decoder block,
+        new ``from_rgb`` / ``to_rgb``; every older parameter and buffer copied bit-identically.
+
+        There is no fade-in: the new layers start from He init and everything stays trainable. The
+        new model is on this model's device and dtype and in its train/eval mode; ``self`` is unchanged.
+        """
+        r = self.config.resolution
+        if r >= RESOLUTIONS[-1]:
+            raise ValueError(f"cannot grow past {RESOLUTIONS[-1]}: this model is already at resolution {r}")
+        param = next(self.parameters())
+        grown = PGATModel.from_config({**self.config, "resolution": 2 * r}).to(param.device)
+        if param.dtype != torch.float32:
+            grown = grown.to(param.dtype)
+        old = {k: v for k, v in self.state_dict().items() if not k.startswith(("from_rgb.", "to_rgb."))}
+        missing, unexpected = grown.load_state_dict(old, strict=False)
+        assert not unexpected, unexpected  # every old block exists, under the same name, in the grown model
+        grown.train(self.training)
+        return grown
+
+
+def _he_init(module: nn.Module) -> None:
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,451 @@
+"""The keypoint convention of PGAT, in one place.
+
+Every pose in the project is 18 COCO-18 / OpenPose body keypoints (``COCO18_NAMES`` order) stored as
+``(x, y)`` pixel coordinates of the image they belong to: origin top-left, pixel centres at whole numbers
+(the pixel in row ``i``, column ``j`` has its centre at ``x = j, y = i``). A missing point is ``(-1, -1)``;
+any point with a negative coordinate is treated as missing.
+
+This module converts from and to the formats poses come in (OpenPose JSON in COCO-18 or BODY_25,
+the DeepFashion annotation CSV of the PATN/GFLA test code), builds the Gaussian pose maps of Eq. (1),
+draws skeletons, and maps images with their keypoints to the square the model works on (letterbox).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+NUM_KEYPOINTS = 18
+
+COCO18_NAMES: Tuple[str, ...] = (
+    "nose", "neck",
+    "r_shoulder", "r_elbow", "r_wrist",
+    "l_shoulder", "l_elbow", "l_wrist",
+    "r_hip", "r_knee", "r_ankle",
+    "l_hip", "l_knee", "l_ankle",
+    "r_eye", "l_eye", "r_ear", "l_ear",
+)
+KEYPOINT_INDEX: Dict[str, int] = {name: i for i, name in enumerate(COCO18_NAMES)}
+
+# The 13 body limbs of the paper's local descriptors (§3.2), each (first joint, second joint); the
+# quarter point of a limb is measured from its first joint.
+BODY_LIMBS: Tuple[Tuple[int, int], ...] = (
+    (1, 2), (2, 3), (3, 4),        # neck-r_shoulder, r_shoulder-r_elbow, r_elbow-r_wrist
+    (1, 5), (5, 6), (6, 7),        # neck-l_shoulder, l_shoulder-l_elbow, l_elbow-l_wrist
+    (1, 8), (8, 9), (9, 10),       # neck-r_hip, r_hip-r_knee, r_knee-r_ankle
+    (1, 11), (11, 12), (12, 13),   # neck-l_hip, l_hip-l_knee, l_knee-l_ankle
+    (1, 0),                        # neck-nose
+)
+
+# Index of each keypoint's mirror image: a horizontal flip turns the right arm into the left one.
+FLIP_INDEX: Tuple[int, ...] = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16)
+
+# BODY_25 -> COCO-18: BODY_25 inserts MidHip at 8 and appends six foot points (19-24).
+BODY25_TO_COCO18: Tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
+
+# The 17 limbs OpenPose draws for COCO-18 and their colours, so drawn skeletons look like the
+# condition images users know from OpenPose and ControlNet.
+OPENPOSE_LIMBS: Tuple[Tuple[int, int], ...] = (
+    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
+    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
+)
+OPENPOSE_COLORS: Tuple[Tuple[int, int, int], ...] = (
+    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
+    (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
+    (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
+)
+
+ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
+
+
+def visible(keypoints: Union[np.ndarray, torch.Tensor]):
+    """Boolean mask of present keypoints: both coordinates non-negative (works for numpy and torch)."""
+    return (keypoints[..., 0] >= 0) & (keypoints[..., 1] >= 0)
+
+
+def check_keypoints(keypoints: ArrayLike, name: str = "keypoints", allow_confidence: bool = False) -> np.ndarray:
+    """Return ``keypoints`` as a float32 ``(18, 2)`` (or ``(18, 3)``) array, or raise a ``ValueError``
+    that names the argument, what it received and what was expected."""
+    if isinstance(keypoints, torch.Tensor):
+        keypoints = keypoints.detach().cpu().numpy()
+    try:
+        arr = np.asarray(keypoints, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`{name}` must be a numeric array of shape (18, 2), got {type(keypoints).__name__}: {e}") from None
+    widths = (2, 3) if allow_confidence else (2,)
+    if arr.ndim != 2 or arr.shape[0] != NUM_KEYPOINTS or arr.shape[1] not in widths:
+        want = "(18, 2) or (18, 3)" if allow_confidence else "(18, 2)"
+        raise ValueError(
+            f"`{name}` must have shape {want} (COCO-18 keypoints as x, y pixels), got shape {tuple(arr.shape)}"
+        )
+    if not np.isfinite(arr).all():
+        bad = sorted({COCO18_NAMES[i] for i in np.argwhere(~np.isfinite(arr))[:, 0]})
+        raise ValueError(f"`{name}` contains NaN or infinite coordinates (at {', '.join(bad)}); mark a missing point as (-1, -1)")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Eq. (1): Gaussian pose maps
+# ---------------------------------------------------------------------------------------------
+
+
+def heatmaps(keypoints: torch.Tensor, height: int, width: int, sigma: float) -> torch.Tensor:
+    """Gaussian pose maps, Eq. (1): ``P(x; k) = exp(-||x - u(k)||^2 / (2 sigma^2))``.
+
+    Args:
+        keypoints (`torch.Tensor`): float ``(B, K, 2)`` in ``(x, y)`` pixels of a ``height x width`` grid,
+            pixel centres at whole numbers. A point with a negative coordinate is missing.
+        height (`int`), width (`int`): size of the maps.
+        sigma (`float`): standard deviation in pixels of this grid.
+
+    Returns:
+        `torch.Tensor`: ``(B, K, height, width)`` in the keypoints' dtype; a map is 1 exactly at its
+        keypoint's pixel and all zero for a missing point.
+    """
+    if not isinstance(keypoints, torch.Tensor):
+        raise ValueError(f"`keypoints` must be a torch.Tensor of shape (B, K, 2), got {type(keypoints).__name__}")
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 2:
+        raise ValueError(f"`keypoints` must have shape (B, K, 2), got {tuple(keypoints.shape)}")
+    if not torch.is_floating_point(keypoints):
+        keypoints = keypoints.float()
+    if not torch.isfinite(keypoints).all():
+        raise ValueError("`keypoints` contains NaN or infinite coordinates; mark a missing point as (-1, -1)")
+    if not sigma > 0:
+        raise ValueError(f"`sigma` must be positive, got {sigma}")
+    device, dtype = keypoints.device, keypoints.dtype
+    xs = torch.arange(width, device=device, dtype=dtype)
+    ys = torch.arange(height, device=device, dtype=dtype)
+    # separable: exp(-(dx^2 + dy^2) / 2s^2) = exp(-dx^2 / 2s^2) * exp(-dy^2 / 2s^2)
+    gx = torch.exp(-((xs[None, None, :] - keypoints[..., 0:1]) ** 2) / (2 * sigma**2))  # (B, K, W)
+    gy = torch.exp(-((ys[None, None, :] - keypoints[..., 1:2]) ** 2) / (2 * sigma**2))  # (B, K, H)
+    maps = gy[..., :, None] * gx[..., None, :]
+    return maps * visible(keypoints)[..., None, None].to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenPose JSON
+# ---------------------------------------------------------------------------------------------
+
+
+def _person_area(kps: np.ndarray) -> float:
+    ok = kps[:, 2] > 0
+    if ok.sum() < 2:
+        return float(ok.sum())
+    pts = kps[ok, :2]
+    return float(np.ptp(pts[:, 0]) * np.ptp(pts[:, 1])) + 2.0  # + 2: any person beats one lone point
+
+
+def _people_from_openpose(data: Mapping[str, Any], source: str) -> list:
+    if not isinstance(data, Mapping) or "people" not in data:
+        keys = list(data.keys()) if isinstance(data, Mapping) else type(data).__name__
+        raise ValueError(f"OpenPose JSON {source} must be an object with a 'people' list, got {keys}")
+    people = data["people"]
+    if not isinstance(people, list):
+        raise ValueError(f"OpenPose JSON {source}: 'people' must be a list, got {type(people).__name__}")
+    out = []
+    for i, person in enumerate(people):
+        flat = None
+        for key in ("pose_keypoints_2d", "pose_keypoints"):
+            if isinstance(person, Mapping) and key in person:
+                flat = person[key]
+                break
+        if flat is None:
+            raise ValueError(f"OpenPose JSON {source}: people[{i}] has no 'pose_keypoints_2d' (or 'pose_keypoints') list")
+        try:
+            arr = np.asarray(flat, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"OpenPose JSON {source}: people[{i}].pose_keypoints_2d must be numbers") from None
+        if arr.size == 18 * 3:
+            arr = arr.reshape(18, 3)
+        elif arr.size == 25 * 3:
+            arr = arr.reshape(25, 3)[list(BODY25_TO_COCO18)]
+        else:
+            raise ValueError(
+                f"OpenPose JSON {source}: people[{i}].pose_keypoints_2d has {arr.size} values; expected 54 "
+                f"(COCO-18 x, y, confidence triples) or 75 (BODY_25)"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError(f"OpenPose JSON {source}: people[{i}] contains NaN or infinite values")
+        arr = arr.copy()
+        missing = arr[:, 2] <= 0
+        arr[missing] = (-1.0, -1.0, 0.0)
+        out.append(arr)
+    return out
+
+
+def read_openpose_json(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]], return_all: bool = False):
+    """Read an OpenPose JSON file (or an already parsed dict) into COCO-18 keypoints.
+
+    Accepts COCO-18 (54 values) and BODY_25 (75 values, MidHip and feet dropped) people, under the
+    ``pose_keypoints_2d`` key or the older ``pose_keypoints``. When there are several people, the one
+    with the largest keypoint bounding box is returned.
+
+    Args:
+        path_or_dict (`str`, `os.PathLike` or `dict`): the file or its parsed content.
+        return_all (`bool`, *optional*, defaults to `False`): return every person, largest first.
+
+    Returns:
+        `np.ndarray`: float32 ``(18, 3)`` as ``(x, y, confidence)``; a confidence-0 point becomes
+        ``(-1, -1, 0)``. With ``return_all``, a list of such arrays.
+    """
+    if isinstance(path_or_dict, Mapping):
+        data, source = path_or_dict, "(dict)"
+    else:
+        source = f"'{os.fspath(path_or_dict)}'"
+        try:
+            with open(path_or_dict, "r", encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"OpenPose JSON file {source} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"OpenPose JSON file {source} is not valid JSON: {e}") from None
+    people = _people_from_openpose(data, source)
+    if not people:
+        raise ValueError(f"OpenPose JSON {source} has no people (empty 'people' list): no pose to use")
+    people.sort(key=_person_area, reverse=True)
+    return people if return_all else people[0]
+
+
+def write_openpose_json(
+    keypoints: ArrayLike,
+    path: Optional[Union[str, os.PathLike]] = None,
+    canvas_size: Optional[Tuple[int, int]] = None,
+) -> Dict[str, Any]:
+    """Write COCO-18 keypoints as OpenPose JSON (one person, ``pose_keypoints_2d``).
+
+    Args:
+        keypoints (`np.ndarray`): ``(18, 2)`` (confidence 1 for present points) or ``(18, 3)``.
+        path (`str`, *optional*): where to write; the dict is returned either way.
+        canvas_size (`(width, height)`, *optional*): stored as ``canvas_width`` / ``canvas_height``
+            (the ControlNet convention) so that a reader can map the pose into another frame.
+
+    Missing points are written as OpenPose writes them: ``0, 0, 0``.
+    """
+    arr = check_keypoints(keypoints, "keypoints", allow_confidence=True)
+    if arr.shape[1] == 2:
+        arr = np.concatenate([arr, visible(arr)[:, None].astype(np.float32)], axis=1)
+    arr = arr.copy()
+    arr[~visible(arr) | (arr[:, 2] <= 0)] = 0.0
+    data: Dict[str, Any] = {"version": 1.3, "people": [{"person_id": [-1], "pose_keypoints_2d": [round(float(v), 3) for v in arr.reshape(-1)]}]}
+    if canvas_size is not None:
+        data["canvas_width"], data["canvas_height"] = int(canvas_size[0]), int(canvas_size[1])
+    if path is not None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# DeepFashion annotation CSV (PATN / GFLA layout)
+# ---------------------------------------------------------------------------------------------
+
+DEEPFASHION_FRAMES = {"256x176": 40, "256x256": 0}
+
+
+def read_deepfashion_annotations(path: Union[str, os.PathLike], frame: str = "256x176") -> Dict[str, np.ndarray]:
+    """Read a DeepFashion annotation CSV (``name:keypoints_y:keypoints_x``, values in (y, x) order).
+
+    Args:
+        path (`str`): e.g. ``fasion-resize-annotation-test.csv``.
+        frame (`str`, *optional*, defaults to ``"256x176"``): the image frame of the returned keypoints:
+            ``"256x256"`` as annotated, or ``"256x176"`` (the usual crop: x - 40).
+
+    Returns:
+        `dict`: image name -> float32 ``(18, 2)`` ``(x, y)``; -1 where missing (rows with every joint
+        missing are kept, all -1).
+    """
+    if frame not in DEEPFASHION_FRAMES:
+        raise ValueError(f"`frame` must be one of {sorted(DEEPFASHION_FRAMES)}, got {frame!r}")
+    shift = DEEPFASHION_FRAMES[frame]
+    out: Dict[str, np.ndarray] = {}
+    with open(path, "r", encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=":")
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != ["name", "keypoints_y", "keypoints_x"]:
+            raise ValueError(f"DeepFashion annotation file '{path}' must start with the header 'name:keypoints_y:keypoints_x', got {header}")
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != 3:
+                raise ValueError(f"'{path}' line {lineno}: expected 3 ':'-separated fields, got {len(row)}")
+            name = row[0].strip()
+            try:
+                ys = np.asarray(json.loads(row[1]), dtype=np.float32)
+                xs = np.asarray(json.loads(row[2]), dtype=np.float32)
+            except (json.JSONDecodeError, ValueError, TypeError):
+                raise ValueError(f"'{path}' line {lineno} ({name}): keypoints must be JSON lists of numbers") from None
+            if ys.shape != (18,) or xs.shape != (18,):
+                raise ValueError(f"'{path}' line {lineno} ({name}): expected 18 y and 18 x values, got {ys.size} and {xs.size}")
+            missing = (xs < 0) | (ys < 0)
+            kps = np.stack([xs - shift, ys], axis=1)
+            kps[missing] = -1.0
+            out[name] = kps
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# drawing
+# ---------------------------------------------------------------------------------------------
+
+
+def draw_skeleton(
+    image: Union[Image.Image, np.ndarray, Tuple[int, int]],
+    keypoints: ArrayLike,
+    thickness: Optional[int] = None,
+    alpha: float = 0.6,
+):
+    """Draw a COCO-18 skeleton in OpenPose colours.
+
+    Args:
+        image (`PIL.Image`, `np.ndarray` or `(height, width)`): the picture to draw on (not modified),
+            or a size for a black canvas, as OpenPose condition images are.
+        keypoints (`np.ndarray`): ``(18, 2)`` or ``(18, 3)`` in the image's pixels; missing points are skipped.
+        thickness (`int`, *optional*): limb width; defaults to ~1/64 of the image side.
+        alpha (`float`, *optional*, defaults to 0.6): limb opacity (OpenPose blends its limbs at 0.6).
+
+    Returns:
+        The same type as ``image`` (a PIL image for a size).
+    """
+    kps = check_keypoints(keypoints, "keypoints", allow_confidence=True)
+    as_numpy = isinstance(image, np.ndarray)
+    if isinstance(image, tuple):
+        base = Image.new("RGB", (int(image[1]), int(image[0])), (0, 0, 0))
+    elif as_numpy:
+        base = Image.fromarray(np.ascontiguousarray(image).astype(np.uint8)).convert("RGB")
+    elif isinstance(image, Image.Image):
+        base = image.convert("RGB")
+    else:
+        raise ValueError(f"`image` must be a PIL image, an (H, W, 3) uint8 array or a (height, width) tuple, got {type(image).__name__}")
+    w, h = base.size
+    t = thickness or max(2, round(max(w, h) / 64))
+    ok = visible(kps) if kps.shape[1] == 2 else (visible(kps) & (kps[:, 2] > 0))
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    for (a, b), color in zip(OPENPOSE_LIMBS, OPENPOSE_COLORS):
+        if ok[a] and ok[b]:
+            draw.line([tuple(kps[a, :2]), tuple(kps[b, :2])], fill=color + (int(255 * alpha),), width=t)
+    out = Image.alpha_composite(base.convert("RGBA"), layer)
+    draw = ImageDraw.Draw(out)
+    r = max(2, t * 0.7)
+    for i in range(NUM_KEYPOINTS):
+        if ok[i]:
+            x, y = kps[i, :2]
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=OPENPOSE_COLORS[i] + (255,))
+    out = out.convert("RGB")
+    return np.asarray(out) if as_numpy else out
+
+
+# ---------------------------------------------------------------------------------------------
+# letterbox: any image + its keypoints <-> the model's square
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """An aspect-preserving fit of a ``width x height`` image into a ``size x size`` square.
+
+    The image is scaled by ``scale`` to ``(new_width, new_height)`` and pasted at ``(left, top)``; the
+    rest of the square is filled. Keypoint maps respect the pixel-centre convention:
+    ``x' = (x + 0.5) * sx - 0.5 + left`` with ``sx = new_width / width``.
+    """
+
+    width: int
+    height: int
+    size: int
+    new_width: int
+    new_height: int
+    left: int
+    top: int
+
+    @classmethod
+    def fit(cls, width: int, height: int, size: int) -> "Letterbox":
+        if width <= 0 or height <= 0:
+            raise ValueError(f"image size must be positive, got {width}x{height}")
+        scale = size / max(width, height)
+        nw, nh = max(1, round(width * scale)), max(1, round(height * scale))
+        return cls(width, height, size, nw, nh, (size - nw) // 2, (size - nh) // 2)
+
+    @property
+    def sx(self) -> float:
+        return self.new_width / self.width
+
+    @property
+    def sy(self) -> float:
+        return self.new_height / self.height
+
+    def _map(self, keypoints, forward: bool):
+        kps = np.array(keypoints, dtype=np.float32, copy=True)
+        ok = visible(kps)
+        if forward:
+            x = (kps[:, 0] + 0.5) * self.sx - 0.5 + self.left
+            y = (kps[:, 1] + 0.5) * self.sy - 0.5 + self.top
+        else:
+            x = (kps[:, 0] - self.left + 0.5) / self.sx - 0.5
+            y = (kps[:, 1] - self.top + 0.5) / self.sy - 0.5
+        # A point inside the first pixel row/column can land up to half a pixel below zero after
+        # scaling; it is still inside that pixel, so it is put on its centre line rather than being
+        # read as missing. Anything further out is a keypoint outside the frame: an error.
+        x = np.where((x < 0) & (x >= -0.5), 0.0, x)
+        y = np.where((y < 0) & (y >= -0.5), 0.0, y)
+        if (ok & ((x < 0) | (y < 0))).any():
+            bad = [COCO18_NAMES[i] for i in np.flatnonzero(ok & ((x < 0) | (y < 0)))]
+            raise ValueError(f"`keypoints` {', '.join(bad)} fall outside the image frame of the letterbox transform")
+        kps[:, 0] = np.where(ok, x, -1.0)
+        kps[:, 1] = np.where(ok, y, -1.0)
+        return kps
+
+    def keypoints_to_square(self, keypoints: ArrayLike) -> np.ndarray:
+        """Map ``(18, 2|3)`` keypoints from the original image to the square (extra columns kept)."""
+        return self._map(keypoints, forward=True)
+
+    def keypoints_from_square(self, keypoints: ArrayLike) -> np.ndarray:
+        """Map keypoints from the square back to the original image."""
+        return self._map(keypoints, forward=False)
+
+    def image_to_square(self, image: Image.Image, fill=(255, 255, 255)) -> Image.Image:
+        """Resize (bicubic) and pad ``image`` into the square."""
+        if image.size != (self.width, self.height):
+            raise ValueError(f"`image` is {image.size[0]}x{image.size[1]}, this letterbox was fitted to {self.width}x{self.height}")
+        canvas = Image.new("RGB", (self.size, self.size), tuple(fill))
+        canvas.paste(image.convert("RGB").resize((self.new_width, self.new_height), Image.BICUBIC), (self.left, self.top))
+        return canvas
+
+    def image_from_square(self, image: Image.Image) -> Image.Image:
+        """Cut the picture area out of a square output and resize it back to the original size."""
+        if image.size != (self.size, self.size):
+            raise ValueError(f"`image` must be {self.size}x{self.size}, got {image.size[0]}x{image.size[1]}")
+        box = (self.left, self.top, self.left + self.new_width, self.top + self.new_height)
+        return image.crop(box).resize((self.width, self.height), Image.BICUBIC)
+
+
+def letterbox(
+    image: Union[Image.Image, np.ndarray],
+    keypoints: Optional[ArrayLike],
+    size: int,
+    fill=(255, 255, 255),
+) -> Tuple[Image.Image, Optional[np.ndarray], Letterbox]:
+    """Fit ``image`` and its keypoints into a ``size x size`` square together.
+
+    The default white fill matches fashion photographs (DeepFashion's backgrounds are near white).
+
+    Returns:
+        ``(square image, keypoints in the square or None, Letterbox)``; ``Letterbox`` maps back.
+    """
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    box = Letterbox.fit(image.size[0], image.size[1], size)
+    kps = None if keypoints is None else box.keypoints_to_square(keypoints)
+    return box.image_to_square(image, fill), kps, box
