@@ -169,7 +169,8 @@ class PGATModel(ModelMixin, ConfigMixin):
             raise ValueError(f"`target_keypoints` must be a ({b}, {c.num_keypoints}, 2) tensor of (x, y) pixels, got {got}")
         if not torch.is_floating_point(target_keypoints):
             raise ValueError(f"`target_keypoints` must be floating point, got {target_keypoints.dtype}")
-        if not torch.isfinite(target_keypoints).all():
+        # (meta tensors carry no values: shape checks only, so the paper-size model can be traced without memory)
+        if target_keypoints.device.type != "meta" and not torch.isfinite(target_keypoints).all():
             raise ValueError("`target_keypoints` contains NaN or infinite coordinates; mark a missing point as (-1, -1)")
 
     # ---------------------------------------------------------------------------------------
