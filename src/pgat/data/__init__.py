@@ -1,0 +1,23 @@
+"""Data: SynthHumans, the pair format and readers for the datasets users bring (DESIGN.md §3)."""
+
+from .pairs import ImageRecord, PairDataset, PairSource, PairWriter, flip_pair, read_pair_folder
+from .readers import h36m_to_coco18, read_deepfashion, read_human36m, write_synth
+from .synthetic import PARSING_LABELS, Identity, SynthHumans, random_pose, render_person
+
+__all__ = [
+    "PARSING_LABELS",
+    "Identity",
+    "ImageRecord",
+    "PairDataset",
+    "PairSource",
+    "PairWriter",
+    "SynthHumans",
+    "flip_pair",
+    "h36m_to_coco18",
+    "random_pose",
+    "read_deepfashion",
+    "read_human36m",
+    "read_pair_folder",
+    "render_person",
+    "write_synth",
+]
