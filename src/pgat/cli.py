@@ -29,7 +29,9 @@ def register_stages(sub) -> None:
     p.set_defaults(func=_cmd_stages)
 
 
-COMMANDS = [register_stages]
+from .data.readers import register_synth  # noqa: E402
+
+COMMANDS = [register_stages, register_synth]
 
 
 def build_parser() -> argparse.ArgumentParser:
