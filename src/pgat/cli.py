@@ -30,8 +30,9 @@ def register_stages(sub) -> None:
 
 
 from .data.readers import register_synth  # noqa: E402
+from .video_dataset import register_prepare_video  # noqa: E402
 
-COMMANDS = [register_stages, register_synth]
+COMMANDS = [register_stages, register_synth, register_prepare_video]
 
 
 def build_parser() -> argparse.ArgumentParser:
