@@ -384,8 +384,9 @@ class BlazePoseEstimator(PoseEstimator):
     # -- stage 1: detector -------------------------------------------------------------------
 
     def detect(self, rgb: np.ndarray) -> List[Dict[str, Any]]:
-        """Run the person detector. Returns detections (best first) with ``score``, ``box`` (face, image
-        pixels x0, y0, x1, y1) and ``keypoints`` ``(4, 2)`` in continuous image coordinates."""
+        """Run the person detector on an ``(H, W, 3)`` uint8 RGB image. Returns detections (best first) with
+        ``score``, ``box`` (x0, y0, x1, y1) and ``keypoints`` ``(4, 2)``: hip centre, full-body size/rotation
+        point, shoulder centre, upper-body size/rotation point; all in image pixels."""
         h, w = rgb.shape[:2]
         n = self.detector_size
         side = float(max(w, h))
@@ -405,12 +406,12 @@ class BlazePoseEstimator(PoseEstimator):
         half = raw[:, 2:4] / n / 2
         boxes = np.concatenate([centre - half, centre + half], axis=1)
         kps = raw[:, 4:12].reshape(-1, 4, 2) / n + anchors[:, None, :]
-        detections = []
-        for box, kp, score in _weighted_nms(boxes, kps, scores, self.nms_iou):
-            # normalised letterbox coordinates -> continuous image coordinates
-            to_img = lambda p: (p * side) - (side - np.array([w, h])) / 2  # noqa: E731
-            detections.append({"score": float(score), "box": np.concatenate([to_img(box[:2]), to_img(box[2:])]), "keypoints": to_img(kp)})
-        return detections
+        # normalised letterbox coordinates -> image pixels (undo the centred square of `matrix`)
+        shift = (side - np.array([w, h], dtype=np.float32)) / 2
+        return [
+            {"score": float(score), "box": box * side - np.tile(shift, 2), "keypoints": kp * side - shift}
+            for box, kp, score in _weighted_nms(boxes, kps, scores, self.nms_iou)
+        ]
 
     def roi(self, detection: Dict[str, Any]) -> Tuple[float, float, float, float]:
         """The person crop of a detection: ``(cx, cy, side, angle)`` (pose_detection_to_roi.pbtxt)."""
