@@ -450,6 +450,18 @@ def _local_frame(canvas: _Canvas, a, b, pad: float) -> Optional[_Local]:
     return _Local(box, along, across, max(length, 1e-6))
 
 
+def _tighten(local: _Local, cov: np.ndarray, *arrays):
+    """Crop a part's box (and per-pixel ``arrays``) to the pixels it covers: a rotated limb fills little
+    of its axis-aligned box, and the shading below then runs only where it shows."""
+    rows, cols = np.flatnonzero(cov.any(axis=1)), np.flatnonzero(cov.any(axis=0))
+    if rows.size == 0:
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    x0, y0, _, _ = local.box
+    sub = _Local((x0 + c0, y0 + r0, x0 + c1, y0 + r1), local.along[r0:r1, c0:c1], local.across[r0:r1, c0:c1], local.length)
+    return (sub, cov[r0:r1, c0:c1]) + tuple(a if np.ndim(a) == 0 else a[r0:r1, c0:c1] for a in arrays)
+
+
 def _capsule(local: _Local, r0: float, r1: float, widen=None):
     """Coverage of a tapered capsule of radii ``r0 -> r1`` (optionally ``widen(t)`` x radius) and its ``t``."""
     t = np.clip(local.along / local.length, 0.0, 1.0)
@@ -488,8 +500,10 @@ class _Renderer:
             return
         garment = (lambda t: np.where(t < sleeve_to, widen, 1.0)) if sleeve_to else None
         cov, t, r = _capsule(local, r0, r1, garment)
-        if not (cov > 0).any():
+        tight = _tighten(local, cov > 0, cov, t, r)
+        if tight is None:
             return
+        local, _, cov, t, r = tight
         color = np.broadcast_to(self.skin, cov.shape + (3,)).copy()
         label = np.full(cov.shape, SKIN, np.uint8)
         if sleeve_to:
@@ -526,8 +540,10 @@ class _Renderer:
         dist = np.minimum(band, self._segment_distance(local, k[2], k[5], arm_r * 1.05))
         dist = np.minimum(dist, self._segment_distance(local, k[8], k[11], hip_r))
         cov = np.clip(0.5 - dist, 0.0, 1.0)
-        if not (cov > 0).any():
+        tight = _tighten(local, cov > 0, cov, hw)
+        if tight is None:
             return
+        local, _, cov, hw = tight
         v = local.along / u
         uu = local.across / u
         front = self.f.frontness >= 0
@@ -595,6 +611,10 @@ class _Renderer:
         hw = hw_top + (hw_bot - hw_top) * t
         dist = np.maximum(np.abs(local.across) - hw, np.maximum(-local.along, local.along - local.length))
         cov = np.clip(0.5 - dist, 0.0, 1.0)
+        tight = _tighten(local, cov > 0, cov, hw)
+        if tight is None:
+            return
+        local, _, cov, hw = tight
         color = ident.bottom_pattern(local.across / u, local.along / u, u)
         self.canvas.paint(local.box, cov, _shade(color, local.across, hw), BOTTOM, SKIRT)
 
@@ -805,7 +825,9 @@ def find_pose_file(name: str) -> Path:
     candidates = []
     if os.environ.get("PGAT_SHARED_DATA"):
         candidates.append(Path(os.environ["PGAT_SHARED_DATA"]) / "deepfashion" / name)
-    candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "data" / "deepfashion" / name)
+    here = Path(__file__).resolve()
+    if len(here.parents) > 4:  # a source checkout: <repo>/src/pgat/data/synthetic.py, shared data beside <repo>
+        candidates.append(here.parents[4] / "shared" / "data" / "deepfashion" / name)
     candidates.append(_PACKAGED_POSES / name)
     for path in candidates:
         if path.is_file():
