@@ -157,7 +157,7 @@ class PairWriter:
                 raise ValueError(f"`parsing` must be uint8 of shape {(pil.height, pil.width)} (the image's), got {parsing.dtype} {parsing.shape}")
             (self.out_dir / PARSING_DIR).mkdir(exist_ok=True)
             row["parsing_file_name"] = f"{PARSING_DIR}/{name}.png"
-            Image.fromarray(parsing, mode="L").save(self.out_dir / row["parsing_file_name"])
+            Image.fromarray(parsing).save(self.out_dir / row["parsing_file_name"])
         pil.save(self.out_dir / file_name, quality=95) if self.image_format == "jpg" else pil.save(self.out_dir / file_name)
         self._meta.write(json.dumps(row) + "\n")
         self._names[name] = file_name
@@ -457,7 +457,7 @@ class PairDataset(torch.utils.data.Dataset):
         if self._synth is not None:
             item = self._synth[index]
             return [
-                (Image.fromarray(item[f"{s}"]), item[f"{s}_keypoints"], Image.fromarray(item[f"{s}_parsing"], mode="L"))
+                (Image.fromarray(item[s]), item[f"{s}_keypoints"], Image.fromarray(item[f"{s}_parsing"]))
                 for s in ("reference", "target")
             ]
         if self._hf is not None:

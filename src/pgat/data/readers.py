@@ -16,7 +16,7 @@ import argparse
 import os
 from collections import Counter
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
