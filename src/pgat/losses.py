@@ -27,7 +27,6 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .descriptors import crop_regions, descriptor_points
 from .pose import NUM_KEYPOINTS
@@ -400,6 +399,11 @@ def _frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(f)
 
 
+def _bare(module: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel (accelerate-prepared) wrapper, or the module itself."""
+    return getattr(module, "module", module)
+
+
 class LocalAdversarialLoss(nn.Module):
     r"""Local adversarial loss of the final level (§3.2), least-squares GAN, with separate D and G phases.
 
@@ -422,12 +426,14 @@ class LocalAdversarialLoss(nn.Module):
       have ``requires_grad`` switched off during the call, so the G step leaves no gradient on D.
 
     Args:
-        discriminator (`LocalDiscriminator`): the shared local discriminator; its ``crop_size`` must be R/8.
+        discriminator (`LocalDiscriminator`): the shared local discriminator; its ``crop_size`` must be R/8. It may
+            be wrapped for distributed training (``accelerator.prepare``): the D phase then runs through the
+            wrapper, so D's gradients are averaged across processes, and the G phase through the bare network.
     """
 
     def __init__(self, discriminator: nn.Module):
         super().__init__()
-        crop = getattr(getattr(discriminator, "config", None), "crop_size", None)
+        crop = getattr(getattr(_bare(discriminator), "config", None), "crop_size", None)
         if crop is None:
             raise ValueError(f"`discriminator` must be a LocalDiscriminator, got {type(discriminator).__name__}")
         self.discriminator = discriminator
@@ -441,10 +447,10 @@ class LocalAdversarialLoss(nn.Module):
         _check_keypoints(reference_keypoints, "reference_keypoints", b)
         _check_keypoints(target_keypoints, "target_keypoints", b)
         stage = _stage_of(reference, "reference")
-        if stage.crop_size != self.discriminator.config.crop_size:
+        crop_size = _bare(self.discriminator).config.crop_size
+        if stage.crop_size != crop_size:
             raise ValueError(
-                f"images of {stage.resolution}² take {stage.crop_size}-px crops, but `discriminator.config.crop_size` is "
-                f"{self.discriminator.config.crop_size}"
+                f"images of {stage.resolution}² take {stage.crop_size}-px crops, but `discriminator.config.crop_size` is {crop_size}"
             )
         n = stage.num_descriptors
         ref_points, ref_valid = descriptor_points(reference_keypoints.to(reference.device), n)
@@ -512,7 +518,8 @@ class LocalAdversarialLoss(nn.Module):
         if fake.shape[0] == 0:
             nan = torch.full((), float("nan"), device=reference.device)
             return {"loss": pred.sum() * 0.0, "fake_score": nan, "num_descriptors": valid.sum()}
-        with _frozen(self.discriminator):
-            d_fake = self.discriminator(fake, return_dict=False)[0]
+        # the bare network: a DDP wrapper would wait for gradients of parameters that this phase does not train
+        with _frozen(_bare(self.discriminator)):
+            d_fake = _bare(self.discriminator)(fake, return_dict=False)[0]
         loss = (d_fake - 1).square().sum() / reference.shape[0]
         return {"loss": loss, "fake_score": d_fake.detach().mean(), "num_descriptors": valid.sum()}

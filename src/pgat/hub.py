@@ -1,0 +1,152 @@
+"""A PGAT model repository: one folder per resolution stage (``../DESIGN.md`` §2).
+
+::
+
+    model_index.json            # pipeline class, stages present, components
+    README.md                   # model card
+    stage-0064/config.json  stage-0064/diffusion_pytorch_model.safetensors
+    stage-0128/ ...
+    flow/ ...                   # try-on appearance-flow network
+
+Weights files keep diffusers' standard name (``diffusion_pytorch_model.safetensors``) so that
+``PGATModel.from_pretrained(repo, subfolder="stage-0256")`` works as for any diffusers model.
+
+``resolve_stage`` finds (and, for a Hub id, downloads only) the folder of one stage: a user who wants
+256² never downloads the 1024² weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from .stages import RESOLUTIONS, check_resolution, stage_folder
+
+MODEL_INDEX = "model_index.json"
+PIPELINE_CLASS = "PGATPipeline"
+_STAGE_RE = re.compile(r"^stage-(\d{4})$")
+
+
+def list_stages(repo_dir: Union[str, os.PathLike]) -> List[int]:
+    """Resolutions whose stage folder (with a ``config.json``) exists in a local repository, ascending."""
+    repo = Path(repo_dir)
+    if not repo.is_dir():
+        return []
+    found = []
+    for child in repo.iterdir():
+        m = _STAGE_RE.match(child.name)
+        if m and int(m.group(1)) in RESOLUTIONS and (child / "config.json").is_file():
+            found.append(int(m.group(1)))
+    return sorted(found)
+
+
+def read_model_index(repo_dir: Union[str, os.PathLike]) -> Dict:
+    path = Path(repo_dir) / MODEL_INDEX
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"'{path}' is not valid JSON: {e}") from None
+
+
+def write_model_index(repo_dir: Union[str, os.PathLike], extra: Optional[Dict] = None) -> Dict:
+    """(Re)write ``model_index.json`` from the stage folders present, keeping other keys already there."""
+    import diffusers
+
+    from . import __version__
+
+    repo = Path(repo_dir)
+    repo.mkdir(parents=True, exist_ok=True)
+    index = read_model_index(repo)
+    index.update(
+        {
+            "_class_name": PIPELINE_CLASS,
+            "_diffusers_version": diffusers.__version__,
+            "pgat_version": __version__,
+            "stages": list_stages(repo),  # folder of stage r: stage_folder(r), e.g. "stage-0256"
+        }
+    )
+    index.update(extra or {})
+    (repo / MODEL_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return index
+
+
+def save_stage(model, repo_dir: Union[str, os.PathLike], **save_kwargs) -> Path:
+    """Save a `PGATModel` into its stage folder of ``repo_dir`` and update ``model_index.json``.
+    Other stages already in the repository are kept."""
+    folder = Path(repo_dir) / stage_folder(model.config.resolution)
+    model.save_pretrained(folder, safe_serialization=True, **save_kwargs)
+    write_model_index(repo_dir)
+    return folder
+
+
+def missing_stage_error(where: str, resolution: int, present: Sequence[int]) -> ValueError:
+    have = ", ".join(str(r) for r in present) if present else "none"
+    return ValueError(f"`resolution`={resolution} is not in {where}: it has the stages {have}")
+
+
+def model_card_template() -> Path:
+    """The project's model card template (``model_card.md`` at the repository root, shipped in the package)."""
+    return Path(__file__).resolve().parent / "templates" / "model_card.md"
+
+
+def write_model_card(
+    repo_dir: Union[str, os.PathLike],
+    repo_id: Optional[str] = None,
+    eval_results: Optional[list] = None,
+    tags: Sequence[str] = (),
+    datasets: Optional[Sequence[str]] = None,
+    **template_kwargs,
+) -> Path:
+    """Fill ``model_card.md`` for the stages present in ``repo_dir`` and write it as ``README.md``.
+
+    Args:
+        repo_dir (`str`): a local model repository (stage folders already saved).
+        repo_id (`str`, *optional*): the Hub id, shown in the usage snippet.
+        eval_results (`list[huggingface_hub.EvalResult]`, *optional*): metrics for the card's metadata.
+        template_kwargs: ``training_summary``, ``training_command``, ``evaluation_table``, ``limitations``, ...
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+    from safetensors import safe_open
+
+    repo = Path(repo_dir)
+    stages = []
+    for r in list_stages(repo):
+        folder = repo / stage_folder(r)
+        n = 0
+        for f in folder.glob("*.safetensors"):
+            with safe_open(f, framework="pt") as st:
+                n += sum(_numel(st.get_slice(k).get_shape()) for k in st.keys())
+        stages.append({"resolution": r, "folder": stage_folder(r), "parameters": f"{n / 1e6:.2f} M"})
+    card_data = ModelCardData(
+        library_name="pgat",
+        license="apache-2.0",
+        pipeline_tag="image-to-image",
+        tags=["pose-transfer", "pgat", "image-to-image", *tags],
+        datasets=list(datasets) if datasets else None,
+        model_name=repo_id or repo.name,
+        eval_results=eval_results,
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(model_card_template()),
+        model_id=repo_id or repo.name,
+        repo_id=repo_id,
+        stages=stages,
+        max_resolution=stages[-1]["resolution"] if stages else None,
+        **template_kwargs,
+    )
+    path = repo / "README.md"
+    card.save(path)
+    return path
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n

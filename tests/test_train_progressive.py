@@ -1,0 +1,139 @@
+"""train/progressive.py end to end, as a user runs it: real SynthHumans data, the real VGG-19 perceptual loss,
+real processes (one, killed and resumed, and two with DDP)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pgat import PGATModel
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "train" / "progressive.py"
+TINY = [
+    "--dataset", "synthhumans", "--stages", "64,128", "--steps_per_stage", "4", "--train_batch_size", "1",
+    "--bottleneck_channels", "16", "--discriminator_channels", "8", "--num_validation_pairs", "2",
+    "--sample_steps", "0", "--synth_pairs", "64", "--perceptual_network", "vgg19",
+]
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="2")
+    return env
+
+
+def _train(out, *extra, launcher=(sys.executable,)):
+    cmd = [*launcher, str(SCRIPT), *TINY, "--output_dir", str(out), *extra]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _weights(folder):
+    return load_file(str(Path(folder) / "diffusion_pytorch_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "out"
+    _train(out, "--checkpointing_steps", "3")
+    return out
+
+
+def test_dry_run_resolves_preset_and_flags(tmp_path):
+    cmd = [sys.executable, str(SCRIPT), "--config", "pgat-1024", "--steps_per_stage", "10", "--output_dir", str(tmp_path / "o"), "--dry_run"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(proc.stdout)
+    assert [s["resolution"] for s in config["schedule"]] == [64, 128, 256, 512, 1024]
+    assert [s["steps"] for s in config["schedule"]] == [10] * 5  # the flag wins over the preset's 700000
+    assert [s["batch_size"] for s in config["schedule"]] == [16, 16, 8, 4, 2]  # from the preset
+    assert config["learning_rate"] == 2e-4 and config["adam_weight_decay"] == 5e-4
+    assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+    proc = subprocess.run([*cmd[:-1], "--no_progressive", "--dry_run"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert json.loads(proc.stdout)["schedule"] == [{"resolution": 1024, "steps": 50, "batch_size": 2}]
+
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--stages", "64,256", "--dry_run"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "`--stages` must double" in bad.stderr
+
+
+def test_tiny_run_writes_a_hub_repository(tiny_run):
+    out = tiny_run
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["_class_name"] == "PGATPipeline" and index["stages"] == [64, 128]
+    model = PGATModel.from_pretrained(out, subfolder="stage-0128")
+    assert model.config.resolution == 128 and model.config.bottleneck_channels == 16
+    assert PGATModel.from_pretrained(out, subfolder="stage-0064").config.resolution == 64
+    # the 64² stage was saved before growing: its blocks differ from the trained-on 128² model's copies
+    w64, w128 = _weights(out / "stage-0064"), _weights(out / "stage-0128")
+    assert set(w64) - {"from_rgb.weight", "from_rgb.bias", "to_rgb.weight", "to_rgb.bias"} < set(w128)
+    assert not torch.equal(w64["encoder.b32.conv1.weight"], w128["encoder.b32.conv1.weight"])
+    card = (out / "README.md").read_text()
+    assert "library_name: pgat" in card and "stage-0128" in card and "train/progressive.py" in card
+    config = json.loads((out / "training_config.json").read_text())
+    assert config["schedule"][1] == {"resolution": 128, "steps": 4, "batch_size": 1}
+    samples = sorted(p.name for p in (out / "samples").iterdir())
+    assert samples == ["0064-step0000004.png", "0128-step0000008.png"]
+    val = [json.loads(l) for l in (out / "validation.jsonl").read_text().splitlines()]
+    assert [v["resolution"] for v in val] == [64, 128] and all(0 < v["ssim"] <= 1 for v in val)
+
+
+def test_schedule_l2_then_l1_and_discriminator_at_last_level(tiny_run):
+    log = [json.loads(l) for l in (tiny_run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 9))
+    # L2 in the first half of each level, L1 in the second
+    assert [r["criterion_l1"] for r in log] == [0, 0, 1, 1, 0, 0, 1, 1]
+    # local perceptual loss at the first level only; the local discriminator replaces it at the last
+    assert all("local" in r and "adversarial" not in r for r in log[:4])
+    assert all("adversarial" in r and "d_loss" in r and "local" not in r for r in log[4:])
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tiny_run, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(SCRIPT), *TINY, "--output_dir", str(out), "--checkpointing_steps", "3"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoint-3").is_dir():
+        assert proc.poll() is None, "training ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-stage, without warning
+    proc.wait()
+    assert not (out / "stage-0128").exists(), "the run finished before it was killed: nothing was resumed"
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state == {"global_step": 3, "stage_index": 0, "step_in_stage": 3, "num_processes": 1}
+
+    _train(out, "--checkpointing_steps", "3", "--resume_from_checkpoint", "latest")
+    log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["step"] > 3][:5] == [4, 5, 6, 7, 8]
+    for stage in ("stage-0064", "stage-0128"):
+        a, b = _weights(tiny_run / stage), _weights(out / stage)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{stage}/{k} differs from the uninterrupted run"
+
+
+def test_two_process_cpu_ddp_keeps_ranks_identical(tmp_path):
+    out = tmp_path / "ddp"
+    env = _env()
+    env.update(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
+    cmd = [*launcher, str(SCRIPT), *TINY, "--steps_per_stage", "2", "--output_dir", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    prints = sorted((out / "logs").glob("fingerprint-rank*.txt"))
+    assert [p.name for p in prints] == ["fingerprint-rank0.txt", "fingerprint-rank1.txt"]
+    assert prints[0].read_text() == prints[1].read_text()
+    timings = [json.loads(l) for l in (out / "timings.jsonl").read_text().splitlines()]
+    assert all(t["num_processes"] == 2 for t in timings)
+    assert (out / "stage-0128" / "diffusion_pytorch_model.safetensors").is_file()

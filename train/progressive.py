@@ -1,0 +1,515 @@
+#!/usr/bin/env python
+"""Progressive training of PGAT (§3.1): grow the generator 64² -> 1024² with the paper's losses.
+
+    accelerate launch train/progressive.py --dataset synthhumans --stages 64,128 --steps_per_stage 4 \
+        --train_batch_size 2 --bottleneck_channels 16 --output_dir out
+
+    accelerate launch train/progressive.py --config train/configs/pgat-1024.yaml --train_data_dir DeepFashion-pairs
+
+The recipe: at each level, Adam (lr 2e-4, weight decay 5e-4) on L = L_global + L_local, the perceptual criterion
+L2 for the first half of the level's steps and L1 for the second; local perceptual loss on 18/31/44 descriptors by
+resolution; at the last level of the schedule, local discriminators replace the local perceptual loss. Growing
+(`PGATModel.grow`) adds one block on each side; the optimizer is rebuilt with the Adam state of older parameters
+carried over and fresh state for the new ones.
+
+The output folder is a Hub model repository (``model_index.json``, ``stage-XXXX/`` per finished stage, a README
+model card), plus ``training_config.json``, ``samples/``, ``validation.jsonl`` and ``checkpoint-N/`` folders that
+``--resume_from_checkpoint latest`` continues from, mid-stage, with identical results to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+logger = logging.getLogger("pgat.train")
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+# ---------------------------------------------------------------------------------------------
+# arguments
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="YAML preset (a path, or a name in train/configs/); command-line flags override it")
+    p.add_argument("--dry_run", action="store_true", help="print the resolved configuration and exit")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=None, help="'synthhumans' renders pairs on the fly (the default when no other data is given)")
+    g.add_argument("--dataset_name", default=None, help="a Hub dataset in the pair format (datasets.load_dataset)")
+    g.add_argument("--dataset_revision", default=None)
+    g.add_argument("--train_data_dir", default=None, help="a local folder in the pair format (metadata.jsonl + pairs.csv)")
+    g.add_argument("--validation_data_dir", default=None, help="held-out pair-format folder; default: the SynthHumans test split")
+    g.add_argument("--image_column", default="image")
+    g.add_argument("--keypoints_column", default="keypoints")
+    g.add_argument("--synth_pairs", type=int, default=100_000, help="SynthHumans: number of distinct training pairs")
+    g.add_argument("--flip_prob", type=float, default=0.5, help="horizontal flip augmentation (left/right keypoints swapped)")
+    g.add_argument("--dataloader_num_workers", type=int, default=0)
+
+    g = p.add_argument_group("schedule and model")
+    g.add_argument("--stages", default="64,128,256,512,1024", help="resolutions, comma-separated")
+    g.add_argument("--steps_per_stage", default="700000", help="one number, or one per stage")
+    g.add_argument("--train_batch_size", default="8", help="per device; one number, or one per stage")
+    g.add_argument("--bottleneck_channels", type=int, default=1024)
+    g.add_argument("--learning_rate", type=float, default=2e-4)
+    g.add_argument("--adam_beta1", type=float, default=0.9)
+    g.add_argument("--adam_beta2", type=float, default=0.999)
+    g.add_argument("--adam_weight_decay", type=float, default=5e-4)
+    g.add_argument("--perceptual_network", default="auto", choices=["auto", "vgg16", "vgg19"])
+    g.add_argument("--vgg_weights", default=None, help="local file for the perceptual network's weights")
+    g.add_argument("--local_weight", type=float, default=1.0, help="weight of the local perceptual loss")
+    g.add_argument("--adversarial_weight", type=float, default=1.0, help="weight of the local adversarial (generator) loss")
+    g.add_argument("--discriminator_channels", type=int, default=64)
+    g.add_argument("--discriminator_learning_rate", type=float, default=2e-4)
+
+    g = p.add_argument_group("ablations (Table 1)")
+    g.add_argument("--no_progressive", action="store_true", help="train only the last resolution, from scratch, for the same total steps")
+    g.add_argument("--no_local_perceptual", action="store_true", help="no local perceptual loss at any level")
+    g.add_argument("--no_local_discriminator", action="store_true", help="no local discriminators at the last level")
+
+    g = p.add_argument_group("accelerate, checkpoints, logging")
+    g.add_argument("--output_dir", default="pgat-out")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    g.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    g.add_argument("--checkpointing_steps", type=int, default=500)
+    g.add_argument("--checkpoints_total_limit", type=int, default=2)
+    g.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
+    g.add_argument("--report_to", default="none", help="'tensorboard', 'wandb', 'all' or 'none'")
+    g.add_argument("--logging_dir", default="logs")
+    g.add_argument("--sample_steps", type=int, default=500, help="write a sample grid every N steps (0: only at stage ends)")
+    g.add_argument("--validation_steps", type=int, default=0, help="validation metrics every N steps (0: only at stage ends)")
+    g.add_argument("--num_validation_pairs", type=int, default=16)
+    g.add_argument("--push_to_hub", action="store_true")
+    g.add_argument("--hub_model_id", default=None)
+    g.add_argument("--hub_token", default=None)
+    return p
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    from pgat.training_utils import load_preset
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        path = Path(args.config)
+        if not path.exists() and (CONFIG_DIR / f"{args.config}.yaml").exists():
+            path = CONFIG_DIR / f"{args.config}.yaml"
+        known = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
+        parser.set_defaults(**load_preset(path, known))
+        args = parser.parse_args(argv)  # flags given on the command line win over the preset
+        args.config = str(path)
+    return args
+
+
+def resolve_schedule(args) -> List[Dict[str, int]]:
+    """The levels actually trained: [{resolution, steps, batch_size}, ...]."""
+    from pgat.stages import check_resolution
+    from pgat.training_utils import parse_int_list, per_stage
+
+    stages = parse_int_list(args.stages, "--stages")
+    for r in stages:
+        check_resolution(r, "--stages")
+    if stages != sorted(set(stages)):
+        raise ValueError(f"`--stages` must be increasing without repeats, got {args.stages!r}")
+    if any(b != 2 * a for a, b in zip(stages, stages[1:])):
+        raise ValueError(f"`--stages` must double from one level to the next (the network grows one block at a time), got {args.stages!r}")
+    steps = per_stage(parse_int_list(args.steps_per_stage, "--steps_per_stage"), len(stages), "--steps_per_stage")
+    batch = per_stage(parse_int_list(args.train_batch_size, "--train_batch_size"), len(stages), "--train_batch_size")
+    schedule = [{"resolution": r, "steps": s, "batch_size": b} for r, s, b in zip(stages, steps, batch)]
+    if args.no_progressive:
+        # Table 1 "no PT": the last resolution alone, from scratch, for the same number of steps in total
+        schedule = [{"resolution": stages[-1], "steps": sum(steps), "batch_size": batch[-1]}]
+    return schedule
+
+
+def resolved_config(args, schedule) -> Dict:
+    cfg = {k: v for k, v in vars(args).items() if k not in ("hub_token",)}
+    cfg["schedule"] = schedule
+    cfg["command"] = " ".join(["accelerate launch train/progressive.py", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("progressive.py") else None
+    return cfg
+
+
+def level_losses(args, stage_index: int, num_stages: int) -> Dict[str, bool]:
+    """Which terms a level trains with (§3.2): local perceptual loss at every level, replaced by the local
+    discriminators at the last level of the schedule."""
+    last = stage_index == num_stages - 1
+    adversarial = last and not args.no_local_discriminator
+    return {"local_perceptual": not args.no_local_perceptual and not adversarial, "adversarial": adversarial}
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+
+
+def make_dataset(args, resolution: int, split: str, length: Optional[int] = None):
+    from pgat.data.pairs import PairDataset
+    from pgat.data.synthetic import SynthHumans
+
+    if split == "train":
+        if args.train_data_dir:
+            source = args.train_data_dir
+        elif args.dataset_name:
+            # a Hub dataset repository in the pair format is fetched whole and read like a local folder
+            from huggingface_hub import snapshot_download
+
+            source = snapshot_download(args.dataset_name, repo_type="dataset", revision=args.dataset_revision)
+        else:
+            if args.dataset not in (None, "synthhumans"):
+                raise ValueError(f"`--dataset` must be 'synthhumans' (or give --dataset_name / --train_data_dir), got {args.dataset!r}")
+            source = SynthHumans(resolution=resolution, split="train", seed=args.seed, length=length or args.synth_pairs)
+        return PairDataset(
+            source, resolution=resolution, flip_prob=args.flip_prob, seed=args.seed,
+            image_column=args.image_column, keypoints_column=args.keypoints_column,
+        )
+    if args.validation_data_dir:
+        return PairDataset(args.validation_data_dir, resolution=resolution, flip_prob=0.0, image_column=args.image_column, keypoints_column=args.keypoints_column)
+    return PairDataset(SynthHumans(resolution=resolution, split="test", seed=args.seed, length=length), resolution=resolution, flip_prob=0.0)
+
+
+def _stack(items: List[Dict]) -> Dict[str, torch.Tensor]:
+    keys = ("reference", "target", "reference_keypoints", "target_keypoints")
+    return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in keys}
+
+
+# ---------------------------------------------------------------------------------------------
+# samples and validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def sample_grid(model, batch: Dict[str, torch.Tensor]) -> Image.Image:
+    """One row per pair: reference | target pose | output | ground truth."""
+    from pgat.pose import draw_skeleton
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        pred = model(batch["reference"], batch["target_keypoints"]).image
+    model.train(was_training)
+    rows = []
+    r = pred.shape[-1]
+    for i in range(pred.shape[0]):
+        skeleton = np.asarray(draw_skeleton((r, r), batch["target_keypoints"][i].cpu().numpy()))
+        rows.append(np.concatenate([_to_uint8(batch["reference"][i]), skeleton, _to_uint8(pred[i]), _to_uint8(batch["target"][i])], axis=1))
+    return Image.fromarray(np.concatenate(rows, axis=0))
+
+
+def validate(model, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    from pgat.metrics import evaluate
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        pred = model(batch["reference"], batch["target_keypoints"]).image
+    model.train(was_training)
+    return evaluate(pred.float(), batch["target"].float(), batch["target_keypoints"], metrics=("ssim", "local_ssim"))
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(accelerator, args, state: Dict, model, optimizer, discriminator, d_optimizer) -> Optional[Path]:
+    """Every rank saves its RNG state; the main process writes the rest, then publishes the folder."""
+    from pgat.training_utils import begin_checkpoint, commit_checkpoint, rng_state, save_torch_state, write_json
+
+    out = Path(args.output_dir)
+    tmp = out / f"checkpoint-{state['global_step']}.tmp"
+    if accelerator.is_main_process:
+        begin_checkpoint(out, state["global_step"])
+    accelerator.wait_for_everyone()
+    save_torch_state(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(tmp / "model")
+        save_torch_state(_optimizer_of(optimizer).state_dict(), tmp / "optimizer.pt")
+        if discriminator is not None:
+            accelerator.unwrap_model(discriminator).save_pretrained(tmp / "discriminator")
+            save_torch_state(_optimizer_of(d_optimizer).state_dict(), tmp / "discriminator_optimizer.pt")
+        if accelerator.scaler is not None:
+            save_torch_state(accelerator.scaler.state_dict(), tmp / "scaler.pt")
+    accelerator.wait_for_everyone()
+    final = None
+    if accelerator.is_main_process:
+        write_json(tmp / "trainer_state.json", {**state, "num_processes": accelerator.num_processes})  # written last: marks it complete
+        final = commit_checkpoint(tmp, args.checkpoints_total_limit)
+        logger.info("saved %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _optimizer_of(opt):
+    return getattr(opt, "optimizer", opt)
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+def main(args: argparse.Namespace) -> Path:
+    schedule = resolve_schedule(args)
+    config = resolved_config(args, schedule)
+    if args.dry_run:
+        print(json.dumps(config, indent=2, sort_keys=True, default=str))
+        return Path(args.output_dir)
+
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from tqdm.auto import tqdm
+
+    from pgat import PGATModel
+    from pgat.hub import save_stage, write_model_card, write_model_index
+    from pgat.losses import LocalAdversarialLoss, LocalPerceptualLoss, PerceptualLoss
+    from pgat.models.discriminator import LocalDiscriminator
+    from pgat.training_utils import (
+        StepBatchSampler,
+        carry_optimizer_state,
+        load_torch_state,
+        resolve_checkpoint,
+        set_rng_state,
+        write_json,
+    )
+
+    out = Path(args.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / args.logging_dir)),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "training_config.json", config)
+    if accelerator.is_main_process and accelerator.log_with:
+        accelerator.init_trackers("pgat", config={k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))})
+
+    # 1. where to start: a checkpoint (mid-stage) or the first level
+    checkpoint = resolve_checkpoint(out, args.resume_from_checkpoint)
+    if args.resume_from_checkpoint and checkpoint is None:
+        logger.info("no checkpoint in %s: starting from scratch", out)
+    state = {"global_step": 0, "stage_index": 0, "step_in_stage": 0}
+    if checkpoint is not None:
+        state = {k: v for k, v in json.loads((checkpoint / "trainer_state.json").read_text()).items() if k in state}
+        logger.info("resuming from %s (stage %d, step %d of it)", checkpoint, state["stage_index"], state["step_in_stage"])
+    set_seed(args.seed)
+
+    perceptual = PerceptualLoss(network=args.perceptual_network, weights_path=args.vgg_weights).to(accelerator.device)
+    local_perceptual = LocalPerceptualLoss(perceptual=perceptual)
+    if accelerator.is_main_process:
+        logger.info("perceptual network: %s", perceptual.network)
+
+    model = None
+    optimizer = None
+    total_steps = sum(s["steps"] for s in schedule)
+    progress = tqdm(total=total_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process, desc="training")
+
+    for stage_index in range(state["stage_index"], len(schedule)):
+        level = schedule[stage_index]
+        res, steps, batch_size = level["resolution"], level["steps"], level["batch_size"]
+        terms = level_losses(args, stage_index, len(schedule))
+        resume_here = checkpoint is not None and stage_index == state["stage_index"]
+
+        # 2. the generator at this level: fresh, grown from the previous level, or from the checkpoint
+        old_optimizer, old_names = None, None
+        if resume_here:
+            model = PGATModel.from_pretrained(checkpoint / "model")
+        elif model is None:
+            model = PGATModel(resolution=res, bottleneck_channels=args.bottleneck_channels)
+        else:
+            base = accelerator.unwrap_model(model)
+            old_optimizer, old_names = _optimizer_of(optimizer), [n for n, _ in base.named_parameters()]
+            model = base.grow()
+        if model.config.resolution != res:
+            raise ValueError(f"the model is at {model.config.resolution}² but stage {stage_index} of the schedule is {res}²")
+        model.train()
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay
+        )
+        if old_optimizer is not None:
+            carry_optimizer_state(old_optimizer, old_names, optimizer, [n for n, _ in model.named_parameters()])
+        if resume_here:
+            optimizer.load_state_dict(load_torch_state(checkpoint / "optimizer.pt"))
+
+        discriminator = d_optimizer = adversarial = None
+        if terms["adversarial"]:
+            if resume_here and (checkpoint / "discriminator").is_dir():
+                discriminator = LocalDiscriminator.from_pretrained(checkpoint / "discriminator")
+            else:
+                discriminator = LocalDiscriminator(crop_size=res // 8, base_channels=args.discriminator_channels)
+            discriminator.train()
+            d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.discriminator_learning_rate, betas=(0.5, 0.999))
+            if resume_here and (checkpoint / "discriminator_optimizer.pt").is_file():
+                d_optimizer.load_state_dict(load_torch_state(checkpoint / "discriminator_optimizer.pt"))
+
+        accelerator.free_memory()  # drop the previous level's prepared objects
+        if discriminator is not None:
+            model, optimizer, discriminator, d_optimizer = accelerator.prepare(model, optimizer, discriminator, d_optimizer)
+            adversarial = LocalAdversarialLoss(discriminator)
+        else:
+            model, optimizer = accelerator.prepare(model, optimizer)
+        if resume_here:
+            set_rng_state(load_torch_state(checkpoint / f"rng_state_{accelerator.process_index}.pt"))
+            if accelerator.scaler is not None and (checkpoint / "scaler.pt").is_file():
+                accelerator.scaler.load_state_dict(load_torch_state(checkpoint / "scaler.pt"))
+
+        # 3. this level's data: the batch of every step is fixed by (seed, step), so resuming replays it exactly
+        train_set = make_dataset(args, res, "train")
+        start = state["step_in_stage"] if resume_here else 0
+        sampler = StepBatchSampler(
+            len(train_set), batch_size, args.seed + 7919 * stage_index, start, steps,
+            accumulation=args.gradient_accumulation_steps, rank=accelerator.process_index, world_size=accelerator.num_processes,
+        )
+        # its own generator: a DataLoader otherwise draws its base seed from the global RNG, which would shift
+        # the initialisation of the next grown block between a resumed and an uninterrupted run
+        loader = torch.utils.data.DataLoader(
+            train_set, batch_sampler=sampler, num_workers=args.dataloader_num_workers, collate_fn=_stack,
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+        val_set = make_dataset(args, res, "test", length=args.num_validation_pairs)
+        val_batch = _stack([val_set[i] for i in range(min(args.num_validation_pairs, len(val_set)))])
+        val_batch = {k: v.to(accelerator.device) for k, v in val_batch.items()}
+
+        step_in_stage = start
+        state = {"global_step": state["global_step"], "stage_index": stage_index, "step_in_stage": step_in_stage}
+        t0, micro = time.perf_counter(), 0
+        for batch in loader:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            # §3: L2 criterion during the first half of every level, L1 during the second
+            criterion = "l2" if step_in_stage < steps / 2 else "l1"
+            models = (model, discriminator) if discriminator is not None else (model,)
+            with accelerator.accumulate(*models):
+                # 4. generator phase
+                pred = model(batch["reference"], batch["target_keypoints"]).image
+                logs = {"global": perceptual(pred.float(), batch["target"], criterion=criterion)}
+                if terms["local_perceptual"]:
+                    logs["local"] = args.local_weight * local_perceptual(pred.float(), batch["target"], batch["target_keypoints"], criterion=criterion)
+                if adversarial is not None:
+                    g = adversarial.generator_loss(batch["reference"], pred.float(), batch["reference_keypoints"], batch["target_keypoints"])
+                    logs["adversarial"] = args.adversarial_weight * g["loss"]
+                loss = sum(logs.values())
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                # 5. discriminator phase (§3.2): real (X_d, X'_d) vs fake (X_d, X̂_d)
+                if discriminator is not None:
+                    d_terms = adversarial.discriminator_loss(
+                        batch["reference"], batch["target"], pred.detach().float(), batch["reference_keypoints"], batch["target_keypoints"]
+                    )
+                    accelerator.backward(d_terms["loss"])
+                    d_optimizer.step()
+                    d_optimizer.zero_grad(set_to_none=True)
+                    logs["d_loss"] = d_terms["loss"].detach()
+                    logs["d_real"], logs["d_fake"] = d_terms["real_score"], d_terms["fake_score"]
+            micro += 1
+            if not accelerator.sync_gradients:
+                continue
+
+            step_in_stage += 1
+            state = {"global_step": state["global_step"] + 1, "stage_index": stage_index, "step_in_stage": step_in_stage}
+            scalars = {k: float(v.detach()) for k, v in logs.items()}
+            scalars.update(resolution=res, criterion_l1=float(criterion == "l1"))
+            progress.update(1)
+            progress.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution",)}, refresh=False)
+            accelerator.log(scalars, step=state["global_step"])
+            if accelerator.is_main_process:
+                with open(out / "train_log.jsonl", "a") as f:
+                    f.write(json.dumps({"step": state["global_step"], **scalars}) + "\n")
+
+            end_of_stage = step_in_stage == steps
+            if accelerator.is_main_process and (end_of_stage or (args.sample_steps and step_in_stage % args.sample_steps == 0)):
+                (out / "samples").mkdir(exist_ok=True)
+                sample_grid(accelerator.unwrap_model(model), {k: v[:4] for k, v in val_batch.items()}).save(
+                    out / "samples" / f"{res:04d}-step{state['global_step']:07d}.png"
+                )
+            if accelerator.is_main_process and (end_of_stage or (args.validation_steps and step_in_stage % args.validation_steps == 0)):
+                metrics = validate(accelerator.unwrap_model(model), val_batch)
+                record = {"step": state["global_step"], "resolution": res, "step_in_stage": step_in_stage, **metrics}
+                with open(out / "validation.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=state["global_step"])
+            if args.checkpointing_steps and state["global_step"] % args.checkpointing_steps == 0 and not end_of_stage:
+                save_checkpoint(accelerator, args, state, model, optimizer, discriminator, d_optimizer)
+
+        seconds = time.perf_counter() - t0
+        # 6. the finished level becomes a stage folder of the output repository
+        if accelerator.is_main_process:
+            save_stage(accelerator.unwrap_model(model), out)
+            with open(out / "timings.jsonl", "a") as f:
+                f.write(json.dumps({"resolution": res, "steps": steps - start, "seconds": seconds, "num_processes": accelerator.num_processes}) + "\n")
+        # a checkpoint at the stage boundary: resuming from it starts the next level
+        state = {"global_step": state["global_step"], "stage_index": stage_index + 1, "step_in_stage": 0}
+        if stage_index + 1 < len(schedule) and args.checkpointing_steps:
+            save_checkpoint(accelerator, args, state, model, optimizer, discriminator, d_optimizer)
+        checkpoint = None
+
+    progress.close()
+    accelerator.wait_for_everyone()
+    # a fingerprint of the final parameters from every rank: equal files mean the ranks never diverged
+    (out / args.logging_dir).mkdir(parents=True, exist_ok=True)
+    (out / args.logging_dir / f"fingerprint-rank{accelerator.process_index}.txt").write_text(_fingerprint(accelerator.unwrap_model(model)) + "\n")
+    if accelerator.is_main_process:
+        write_model_index(out)
+        write_model_card(
+            out,
+            repo_id=args.hub_model_id,
+            training_summary=_training_summary(args, schedule),
+            training_command=config["command"],
+        )
+        if args.push_to_hub:
+            from huggingface_hub import create_repo, upload_folder
+
+            repo_id = create_repo(args.hub_model_id or out.name, exist_ok=True, token=args.hub_token).repo_id
+            upload_folder(
+                repo_id=repo_id, folder_path=str(out), token=args.hub_token,
+                ignore_patterns=["checkpoint-*", f"{args.logging_dir}/*", "*.tmp/*"], commit_message="PGAT progressive training",
+            )
+    accelerator.end_training()
+    return out
+
+
+def _fingerprint(model) -> str:
+    import hashlib
+
+    # parameters only: BatchNorm running statistics are per rank under DDP (each rank normalises its own
+    # batch; DDP re-broadcasts rank 0's buffers at every forward and rank 0's are the ones saved)
+    h = hashlib.sha256()
+    for name, t in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _training_summary(args, schedule) -> str:
+    data = args.train_data_dir or args.dataset_name or "SynthHumans (procedural people, rendered on the fly)"
+    levels = ", ".join(f"{s['resolution']}² × {s['steps']} steps (batch {s['batch_size']})" for s in schedule)
+    ablation = [n for n in ("no_progressive", "no_local_perceptual", "no_local_discriminator") if getattr(args, n)]
+    return (
+        f"Trained with `train/progressive.py` on {data}. Levels: {levels}. Bottleneck width {args.bottleneck_channels}. "
+        f"Adam lr {args.learning_rate}, weight decay {args.adam_weight_decay}; perceptual network {args.perceptual_network}."
+        + (f" Ablation switches: {', '.join(ablation)}." if ablation else "")
+    )
+
+
+if __name__ == "__main__":
+    main(parse_args())
