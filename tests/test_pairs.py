@@ -93,6 +93,21 @@ def test_pair_writer_round_trip_and_pair_dataset(tmp_path):
     np.testing.assert_allclose(item["reference"][:, :, 8:40].permute(1, 2, 0).numpy(), small, atol=1e-5)
 
 
+def test_folder_column_names_follow_imagefolder(tmp_path):
+    kps = person_pose(64, 96)
+    rows = [{"photo_file_name": f"{n}.png", "pose": kps.tolist()} for n in ("a", "b")]
+    for i, n in enumerate("ab"):
+        Image.fromarray(noise_image(64, 96, i)).save(tmp_path / f"{n}.png")
+    (tmp_path / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "pairs.csv").write_text("from,to\na.png,b.png\n")
+    # datasets sees the columns "photo" and "pose"; PairDataset takes the same names
+    assert set(datasets.load_dataset("imagefolder", data_dir=str(tmp_path), split="train").column_names) == {"photo", "pose"}
+    item = PairDataset(tmp_path, resolution=32, image_column="photo", keypoints_column="pose")[0]
+    assert item["target"].shape == (3, 32, 32)
+    with pytest.raises(ValueError, match=r"no column \['file_name', 'keypoints'\]; its columns are \['photo_file_name', 'pose'\]"):
+        PairDataset(tmp_path)
+
+
 def test_horizontal_flip_swaps_sides_and_mirrors_x():
     synth = SynthHumans(resolution=64, seed=5, length=4)
     plain = PairDataset(synth, resolution=64)

@@ -311,6 +311,11 @@ def finish_source(images: List[ImageRecord], named_pairs: Sequence[Tuple[str, st
     return PairSource(images, pairs, skipped, description)
 
 
+def imagefolder_column(column: str) -> str:
+    """The ``metadata.jsonl`` key that ``imagefolder`` turns into image column ``column``."""
+    return "file_name" if column == "image" else f"{column}_file_name"
+
+
 def read_pair_folder(
     folder: Union[str, os.PathLike],
     file_column: str = "file_name",
@@ -380,8 +385,9 @@ class PairDataset(torch.utils.data.Dataset):
         flip_prob (`float`, *optional*, defaults to 0.0): probability of mirroring a pair (both images
             together): x -> R - 1 - x, and left/right keypoints swap (`pgat.pose.FLIP_INDEX`).
         seed (`int`, *optional*, defaults to 0): the flips depend only on ``(seed, epoch, index)``.
-        image_column, keypoints_column, parsing_column (`str`, *optional*): column names of a
-            `datasets.Dataset` source (``parsing_column=None`` to ignore parsing).
+        image_column, keypoints_column, parsing_column (`str`, *optional*): column names as ``datasets``
+            shows them (``parsing_column=None`` ignores parsing). In a folder's ``metadata.jsonl`` an image
+            column ``X`` is stored as ``X_file_name`` (``image`` as ``file_name``), as imagefolder reads it.
         pairs (sequence of `(int, int)`, *optional*): row-index pairs of a `datasets.Dataset` source.
         fill (`tuple`, *optional*, defaults to white): letterbox padding colour.
     """
@@ -413,7 +419,12 @@ class PairDataset(torch.utils.data.Dataset):
         elif isinstance(source, PairSource):
             self._source = source
         elif isinstance(source, (str, os.PathLike)):
-            self._source = read_pair_folder(source)
+            self._source = read_pair_folder(
+                source,
+                file_column=imagefolder_column(image_column),
+                keypoints_column=keypoints_column,
+                parsing_column=None if parsing_column is None else imagefolder_column(parsing_column),
+            )
         elif _is_hf_dataset(source):
             self._init_hf(source, image_column, keypoints_column, parsing_column, pairs)
         else:
