@@ -137,3 +137,28 @@ def test_two_process_cpu_ddp_keeps_ranks_identical(tmp_path):
     timings = [json.loads(l) for l in (out / "timings.jsonl").read_text().splitlines()]
     assert all(t["num_processes"] == 2 for t in timings)
     assert (out / "stage-0128" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_pgat_evaluate_on_trained_model_with_baseline(tiny_run, tmp_path, capsys):
+    from pgat.cli import main
+    from pgat.evaluation import evaluation_pairs
+    from pgat.metrics import evaluate
+
+    assert main(["evaluate", "--model", str(tiny_run), "--num-pairs", "4", "--batch-size", "3", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "evaluation.json").read_text())
+    assert record["stage"] == "stage-0128" and record["model"]["num_pairs"] == 4
+    # the baseline row is the metrics of the reference image itself, on the same 4 pairs
+    pairs = evaluation_pairs("synthhumans", 128, 4, 0)
+    items = [pairs[i] for i in range(4)]
+    ref, tgt = torch.stack([i["reference"] for i in items]), torch.stack([i["target"] for i in items])
+    kps = torch.stack([i["target_keypoints"] for i in items])
+    direct = evaluate(ref, tgt, kps)
+    for m in ("ssim", "ms_ssim", "local_ssim"):
+        assert record["copy_reference"][m] == pytest.approx(direct[m], abs=1e-6)
+        assert 0 <= record["model"][m] <= 1
+    table = (tmp_path / "evaluation.md").read_text()
+    assert "copy-reference baseline" in table and "gap closed" in table
+    assert "| PGAT |" in capsys.readouterr().out
+    # a stage the repository does not have: the error lists the ones it has
+    assert main(["evaluate", "--model", str(tiny_run), "--resolution", "256"]) == 2
+    assert "it has the stages 64, 128" in capsys.readouterr().err

@@ -30,9 +30,10 @@ def register_stages(sub) -> None:
 
 
 from .data.readers import register_synth  # noqa: E402
+from .evaluation import register_evaluate  # noqa: E402
 from .video_dataset import register_prepare_video  # noqa: E402
 
-COMMANDS = [register_stages, register_synth, register_prepare_video]
+COMMANDS = [register_stages, register_synth, register_prepare_video, register_evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # bad input, missing or unreadable files: a message, not a traceback
         print(f"pgat: error: {e}", file=sys.stderr)
         return 2
 

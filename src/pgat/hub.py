@@ -150,3 +150,58 @@ def _numel(shape) -> int:
     for s in shape:
         n *= int(s)
     return n
+
+
+def resolve_stage(
+    pretrained_model_name_or_path: Union[str, os.PathLike],
+    resolution: Optional[int] = None,
+    revision: Optional[str] = None,
+    cache_dir: Optional[Union[str, os.PathLike]] = None,
+    local_files_only: bool = False,
+    token: Optional[Union[str, bool]] = None,
+    extra_patterns: Sequence[str] = (),
+):
+    """Find the folder of one stage of a PGAT repository, downloading only what that stage needs.
+
+    Args:
+        pretrained_model_name_or_path (`str`): a local repository folder or a Hub id (``org/pgat-1024``).
+        resolution (`int`, *optional*): the stage; the highest present when omitted.
+        revision, cache_dir, local_files_only, token: as in ``huggingface_hub.snapshot_download``; the
+            ``HF_HUB_OFFLINE`` variable is honoured by huggingface_hub itself.
+        extra_patterns (`Sequence[str]`, *optional*): more files to fetch with it (e.g. ``"flow/*"``).
+
+    Returns:
+        ``(repo_dir: Path, resolution: int)``; the stage's folder is ``repo_dir / stage_folder(resolution)``.
+    """
+    if resolution is not None:
+        check_resolution(resolution)
+    local = Path(pretrained_model_name_or_path)
+    if local.is_dir():
+        present = list_stages(local)
+        where = f"'{local}'"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        repo_id = str(pretrained_model_name_or_path)
+        kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        try:
+            index_file = hf_hub_download(repo_id, MODEL_INDEX, **kwargs)
+        except Exception as e:  # not found, offline without a cached copy, bad id: one message for the user
+            raise OSError(
+                f"`pretrained_model_name_or_path` {repo_id!r} is neither a local folder nor a reachable Hub repository "
+                f"with a {MODEL_INDEX} ({type(e).__name__}: {e})"
+            ) from e
+        present = sorted(int(r) for r in json.loads(Path(index_file).read_text()).get("stages", []))
+        where = f"the Hub repository {repo_id!r}"
+    if not present:
+        raise ValueError(f"{where} has no stage folders (stage-0064 ... stage-1024 with a config.json)")
+    resolution = present[-1] if resolution is None else resolution
+    if resolution not in present:
+        raise missing_stage_error(where, resolution, present)
+    if local.is_dir():
+        return local, resolution
+    from huggingface_hub import snapshot_download
+
+    patterns = [MODEL_INDEX, "README.md", f"{stage_folder(resolution)}/*", *extra_patterns]
+    repo_dir = snapshot_download(repo_id, allow_patterns=patterns, **kwargs)
+    return Path(repo_dir), resolution
