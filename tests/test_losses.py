@@ -395,6 +395,22 @@ def test_adversarial_phases_route_gradients(adversarial_setup):
     assert out["loss"].item() == pytest.approx((scores[0] - 1).square().sum().item(), rel=1e-6)
 
 
+def test_adversarial_accepts_a_wrapped_discriminator(adversarial_setup):
+    """accelerate wraps D (DDP): the D phase goes through the wrapper, the G phase through the bare network."""
+    d, _, reference, target, pred, ref_kps, tgt_kps = adversarial_setup
+    calls = []
+    wrapped = torch.nn.DataParallel(d)  # on CPU it just calls d: a stand-in for DDP's `.module` wrapper
+    wrapped.register_forward_hook(lambda m, i, o: calls.append("wrapper"))
+    d.register_forward_hook(lambda m, i, o: calls.append("bare"))
+    adv = LocalAdversarialLoss(wrapped)
+    assert adv.crop_size == 32
+    adv.discriminator_loss(reference, target, pred, ref_kps, tgt_kps)["loss"].backward()
+    assert calls == ["bare", "wrapper"]
+    calls.clear()
+    adv.generator_loss(reference, pred, ref_kps, tgt_kps)["loss"].backward()
+    assert calls == ["bare"] and pred.grad.abs().sum() > 0
+
+
 def test_adversarial_bad_inputs(adversarial_setup):
     d, adv, reference, target, pred, ref_kps, tgt_kps = adversarial_setup
     with pytest.raises(ValueError, match="crop_size"):

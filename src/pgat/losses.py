@@ -388,6 +388,13 @@ class LocalPerceptualLoss(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The network inside DDP / DataParallel (``.module``) or ``torch.compile`` (``._orig_mod``) wrappers."""
+    while isinstance(getattr(module, "module", None), nn.Module) or isinstance(getattr(module, "_orig_mod", None), nn.Module):
+        module = getattr(module, "module", None) or module._orig_mod
+    return module
+
+
 @contextlib.contextmanager
 def _frozen(module: nn.Module) -> Iterator[None]:
     flags = [p.requires_grad for p in module.parameters()]
@@ -427,16 +434,21 @@ class LocalAdversarialLoss(nn.Module):
 
     Args:
         discriminator (`LocalDiscriminator`): the shared local discriminator; its ``crop_size`` must be R/8. It may
-            be wrapped for distributed training (``accelerator.prepare``): the D phase then runs through the
-            wrapper, so D's gradients are averaged across processes, and the G phase through the bare network.
+            come wrapped (``accelerator.prepare``: DDP, ``torch.compile``): the D phase calls the wrapper, so
+            gradients are synchronised; the G phase calls the bare network, as D's parameters get no gradient
+            there and a DDP wrapper would wait for them.
     """
 
     def __init__(self, discriminator: nn.Module):
         super().__init__()
-        crop = getattr(getattr(_bare(discriminator), "config", None), "crop_size", None)
+        crop = getattr(getattr(_unwrap(discriminator), "config", None), "crop_size", None)
         if crop is None:
             raise ValueError(f"`discriminator` must be a LocalDiscriminator, got {type(discriminator).__name__}")
         self.discriminator = discriminator
+
+    @property
+    def crop_size(self) -> int:
+        return _unwrap(self.discriminator).config.crop_size
 
     def _pairs(self, reference, images, reference_keypoints, target_keypoints):
         """Crop pairs ``(M, 6, s, s)``, one tensor per entry of ``images`` (name -> X' or X̂), and the valid mask."""
