@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .models import PGATModel, PGATModelOutput  # noqa: E402
-from .models import LocalDiscriminator  # noqa: E402, F401
+from .models import LocalDiscriminator, PGATModel, PGATModelOutput  # noqa: E402
+from .pipelines import PGATPipeline, PGATPipelineOutput  # noqa: E402
 
-__all__ = ["PGATModel", "PGATModelOutput", "__version__"]
+__all__ = ["LocalDiscriminator", "PGATModel", "PGATModelOutput", "PGATPipeline", "PGATPipelineOutput", "__version__"]

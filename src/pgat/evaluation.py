@@ -26,12 +26,11 @@ SET_METRICS = ("fid",)
 
 def load_stage_model(model: str, resolution: Optional[int] = None, **hub_kwargs):
     """``PGATModel`` of one stage of a local repository or Hub id (only that stage is downloaded)."""
-    from .hub import resolve_stage
-    from .models import PGATModel
+    from .hub import load_model_folder, resolve_stage
     from .stages import stage_folder
 
     repo, resolution = resolve_stage(model, resolution, **hub_kwargs)
-    return PGATModel.from_pretrained(repo, subfolder=stage_folder(resolution)).eval()
+    return load_model_folder(repo / stage_folder(resolution)).eval()
 
 
 def evaluation_pairs(dataset: str, resolution: int, num_pairs: Optional[int] = None, seed: int = 0):

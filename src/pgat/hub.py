@@ -205,3 +205,43 @@ def resolve_stage(
     patterns = [MODEL_INDEX, "README.md", f"{stage_folder(resolution)}/*", *extra_patterns]
     repo_dir = snapshot_download(repo_id, allow_patterns=patterns, **kwargs)
     return Path(repo_dir), resolution
+
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+
+def load_model_folder(folder: Union[str, os.PathLike], model_class=None, torch_dtype=None):
+    """Load a model saved with ``save_pretrained`` after checking what is there, so a broken repository gives
+    one clear error instead of a deep traceback: a missing file, a config of another model class, a weights
+    file that is corrupt or truncated.
+
+    Args:
+        folder (`str`): a stage folder (``stage-0256``) or ``flow``.
+        model_class (*optional*): defaults to `PGATModel`.
+        torch_dtype (`torch.dtype`, *optional*): load the weights in this dtype.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    if model_class is None:
+        from .models import PGATModel as model_class
+    folder = Path(folder)
+    missing = [n for n in ("config.json", WEIGHTS_NAME) if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"'{folder}' is not a complete {model_class.__name__} folder: missing {', '.join(missing)}")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"'{folder / 'config.json'}' is not valid JSON: {e}") from None
+    found = config.get("_class_name")
+    if found != model_class.__name__:
+        raise ValueError(f"'{folder / 'config.json'}' is the config of a {found!r}, expected a {model_class.__name__!r}")
+    try:
+        with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
+            for key in f.keys():
+                f.get_slice(key)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"'{folder / WEIGHTS_NAME}' is corrupt or truncated: {e}") from None
+    try:
+        return model_class.from_pretrained(folder, torch_dtype=torch_dtype)
+    except (RuntimeError, ValueError, OSError) as e:  # shapes that do not fit the config, unreadable tensors
+        raise ValueError(f"'{folder}' could not be loaded as a {model_class.__name__}: {e}") from None

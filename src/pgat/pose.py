@@ -386,7 +386,7 @@ class Letterbox:
     def sy(self) -> float:
         return self.new_height / self.height
 
-    def _map(self, keypoints, forward: bool):
+    def _map(self, keypoints, forward: bool, strict: bool = True):
         kps = np.array(keypoints, dtype=np.float32, copy=True)
         ok = visible(kps)
         if forward:
@@ -400,20 +400,26 @@ class Letterbox:
         # read as missing. Anything further out is a keypoint outside the frame: an error.
         x = np.where((x < 0) & (x >= -0.5), 0.0, x)
         y = np.where((y < 0) & (y >= -0.5), 0.0, y)
-        if (ok & ((x < 0) | (y < 0))).any():
-            bad = [COCO18_NAMES[i] for i in np.flatnonzero(ok & ((x < 0) | (y < 0)))]
+        outside = ok & ((x < 0) | (y < 0))
+        if strict and outside.any():
+            bad = [COCO18_NAMES[i] for i in np.flatnonzero(outside)]
             raise ValueError(f"`keypoints` {', '.join(bad)} fall outside the image frame of the letterbox transform")
+        ok = ok & ~outside
         kps[:, 0] = np.where(ok, x, -1.0)
         kps[:, 1] = np.where(ok, y, -1.0)
+        if kps.shape[1] > 2:
+            kps[~ok, 2:] = 0.0
         return kps
 
     def keypoints_to_square(self, keypoints: ArrayLike) -> np.ndarray:
         """Map ``(18, 2|3)`` keypoints from the original image to the square (extra columns kept)."""
         return self._map(keypoints, forward=True)
 
-    def keypoints_from_square(self, keypoints: ArrayLike) -> np.ndarray:
-        """Map keypoints from the square back to the original image."""
-        return self._map(keypoints, forward=False)
+    def keypoints_from_square(self, keypoints: ArrayLike, strict: bool = True) -> np.ndarray:
+        """Map keypoints from the square back to the original image. A point that lands left of or above
+        the image (in the padding) is an error, or with ``strict=False`` reported missing: the image
+        cannot show it."""
+        return self._map(keypoints, forward=False, strict=strict)
 
     def image_to_square(self, image: Image.Image, fill=(255, 255, 255)) -> Image.Image:
         """Resize (bicubic) and pad ``image`` into the square."""
@@ -449,3 +455,348 @@ def letterbox(
     box = Letterbox.fit(image.size[0], image.size[1], size)
     kps = None if keypoints is None else box.keypoints_to_square(keypoints)
     return box.image_to_square(image, fill), kps, box
+
+
+def align_to(keypoints: ArrayLike, reference: ArrayLike) -> np.ndarray:
+    """Move and scale a pose onto another person (a similarity transform without rotation).
+
+    The scale is the median ratio of the lengths of the ``BODY_LIMBS`` present in both poses (robust to a
+    bent limb); the translation puts the pose's neck on the reference's neck (or, without a neck in both,
+    the mean of the points present in both). Used by ``align_pose=True``: a target pose taken from another
+    photo keeps its shape but gets the reference person's size and place.
+
+    Args:
+        keypoints (`np.ndarray`): ``(18, 2|3)`` the pose to move.
+        reference (`np.ndarray`): ``(18, 2|3)`` the reference person's pose, in the same frame.
+    """
+    kps = check_keypoints(keypoints, "keypoints", allow_confidence=True).copy()
+    ref = check_keypoints(reference, "reference", allow_confidence=True)
+    a, b = visible(kps), visible(ref)
+    both = a & b
+    if both.sum() < 2:
+        raise ValueError(f"`reference` and `keypoints` share {int(both.sum())} visible keypoints; at least 2 are needed to align a pose")
+    ratios = []
+    for i, j in BODY_LIMBS:
+        if both[i] and both[j]:
+            la = np.linalg.norm(kps[i, :2] - kps[j, :2])
+            lb = np.linalg.norm(ref[i, :2] - ref[j, :2])
+            if la > 1e-3:
+                ratios.append(lb / la)
+    if not ratios:
+        pa, pb = kps[both, :2], ref[both, :2]
+        da, db = np.linalg.norm(pa - pa.mean(0), axis=1).mean(), np.linalg.norm(pb - pb.mean(0), axis=1).mean()
+        ratios = [db / da] if da > 1e-3 else [1.0]
+    scale = float(np.median(ratios))
+    neck = KEYPOINT_INDEX["neck"]
+    anchor_a = kps[neck, :2] if both[neck] else kps[both, :2].mean(0)
+    anchor_b = ref[neck, :2] if both[neck] else ref[both, :2].mean(0)
+    kps[a, :2] = (kps[a, :2] - anchor_a) * scale + anchor_b
+    return kps
+
+
+# ---------------------------------------------------------------------------------------------
+# pose sequences (video): reading, gap filling, One-Euro smoothing, retargeting
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_sequence(sequence: ArrayLike, name: str = "sequence") -> np.ndarray:
+    """``sequence`` as a float32 ``(T, 18, 2|3)`` copy, or a ``ValueError`` naming what was received."""
+    if isinstance(sequence, torch.Tensor):
+        sequence = sequence.detach().cpu().numpy()
+    try:
+        arr = np.array(sequence, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`{name}` must be a numeric array of shape (T, 18, 2|3), got {type(sequence).__name__}: {e}") from None
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] != NUM_KEYPOINTS or arr.shape[2] not in (2, 3):
+        raise ValueError(f"`{name}` must have shape (T, 18, 2) or (T, 18, 3) with T >= 1 (COCO-18 x, y[, confidence] per frame), got shape {tuple(arr.shape)}")
+    if not np.isfinite(arr).all():
+        frames = sorted({int(t) for t in np.argwhere(~np.isfinite(arr))[:, 0]})
+        raise ValueError(f"`{name}` contains NaN or infinite values (frames {frames[:10]}); mark a missing point as (-1, -1)")
+    return arr
+
+
+def _present(arr: np.ndarray) -> np.ndarray:
+    """``(T, 18)`` present points: non-negative coordinates and, with a confidence column, confidence > 0."""
+    ok = visible(arr)
+    return ok & (arr[..., 2] > 0) if arr.shape[-1] == 3 else ok
+
+
+def _natural_key(path) -> list:
+    import re
+
+    # frame_2.json before frame_10.json; OpenPose's zero-padded names sort the same either way
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name)]
+
+
+def read_openpose_folder(folder: Union[str, os.PathLike], return_info: bool = False):
+    """Read a folder of per-frame OpenPose JSON files (as ``openpose --write_json`` writes them) into a sequence.
+
+    The files are ``*_keypoints.json`` when there are any (OpenPose's names), else every ``*.json``, in
+    natural order (``2`` before ``10``). Each is read like `read_openpose_json` (COCO-18 or BODY_25; the
+    largest person when there are several). A frame with an empty ``people`` list (OpenPose found nobody)
+    becomes 18 missing points and is counted in ``info["empty_frames"]``, not dropped, so frame ``t`` of the
+    result stays frame ``t`` of the video.
+
+    Args:
+        folder (`str` or `os.PathLike`): the folder.
+        return_info (`bool`, *optional*, defaults to `False`): also return a dict with ``files`` (the paths
+            read, in order), ``empty_frames`` (indices of frames with nobody) and ``canvas_size``
+            (``(width, height)`` when the files record ``canvas_width`` / ``canvas_height``, else `None`).
+
+    Returns:
+        `np.ndarray`: float32 ``(T, 18, 3)`` ``(x, y, confidence)``, ``(-1, -1, 0)`` where missing; with
+        ``return_info``, ``(sequence, info)``.
+    """
+    from pathlib import Path
+
+    path = Path(folder)
+    if not path.exists():
+        raise FileNotFoundError(f"OpenPose folder '{path}' does not exist")
+    if not path.is_dir():
+        raise ValueError(f"OpenPose folder '{path}' is not a folder")
+    files = sorted((f for f in path.glob("*_keypoints.json") if f.is_file()), key=_natural_key)
+    if not files:
+        files = sorted((f for f in path.glob("*.json") if f.is_file()), key=_natural_key)
+    if not files:
+        raise FileNotFoundError(f"OpenPose folder '{path}' holds no JSON file (expected one *_keypoints.json or *.json per frame)")
+    frames, empty, canvases = [], [], set()
+    for t, f in enumerate(files):
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"OpenPose JSON file '{f}' is not valid JSON: {e}") from None
+        people = _people_from_openpose(data, f"'{f}'")
+        if not people:
+            empty.append(t)
+            frames.append(np.tile(np.float32([-1.0, -1.0, 0.0]), (NUM_KEYPOINTS, 1)))
+        else:
+            frames.append(max(people, key=_person_area))
+        if "canvas_width" in data and "canvas_height" in data:
+            canvases.add((int(data["canvas_width"]), int(data["canvas_height"])))
+    if len(canvases) > 1:
+        raise ValueError(f"OpenPose folder '{path}': the files record different canvases {sorted(canvases)}; one video has one frame size")
+    sequence = np.stack(frames).astype(np.float32)
+    if not return_info:
+        return sequence
+    info = {"files": files, "empty_frames": empty, "canvas_size": canvases.pop() if canvases else None}
+    return sequence, info
+
+
+def fill_missing(sequence: ArrayLike, max_gap: Optional[int] = 15, min_confidence: float = 0.1) -> np.ndarray:
+    """Carry missing or low-confidence keypoints over from the neighbouring frames of a sequence.
+
+    Per keypoint: a run of frames where the point is missing (or its confidence is below
+    ``min_confidence``) between two frames where it is seen is filled by linear interpolation between them;
+    a run at the start or end of the sequence holds the nearest seen position. Only runs of at most
+    ``max_gap`` frames are filled: a point gone for longer stays missing, as a point that is never seen
+    stays missing in every frame. Nothing is invented: every filled value lies between (or at) positions
+    where the point was actually seen.
+
+    Args:
+        sequence (`np.ndarray`): ``(T, 18, 2|3)`` keypoints; ``(-1, -1)`` (or confidence 0) is missing.
+        max_gap (`int`, *optional*, defaults to 15): the longest run of frames filled (half a second at
+            30 fps); `None` fills runs of any length.
+        min_confidence (`float`, *optional*, defaults to 0.1): with a confidence column, points below it
+            count as missing (OpenPose's own peak threshold is 0.1). Ignored for ``(T, 18, 2)``.
+
+    Returns:
+        `np.ndarray`: float32, the shape of ``sequence``. A filled point's confidence is interpolated (or held)
+        like its position; points left missing are ``(-1, -1[, 0])``.
+    """
+    arr = _check_sequence(sequence)
+    if max_gap is not None and (isinstance(max_gap, bool) or int(max_gap) != max_gap or max_gap < 0):
+        raise ValueError(f"`max_gap` must be a non-negative whole number of frames or None, got {max_gap!r}")
+    if not 0.0 <= float(min_confidence) <= 1.0:
+        raise ValueError(f"`min_confidence` must be in [0, 1], got {min_confidence}")
+    ok = _present(arr)
+    if arr.shape[-1] == 3:
+        ok &= arr[..., 2] >= min_confidence
+    out = arr.copy()
+    out[~ok] = -1.0
+    if arr.shape[-1] == 3:
+        out[..., 2][~ok] = 0.0
+    limit = arr.shape[0] if max_gap is None else int(max_gap)
+    frames = np.arange(arr.shape[0])
+    for k in range(NUM_KEYPOINTS):
+        seen = frames[ok[:, k]]
+        if seen.size == 0:
+            continue  # never seen: stays missing
+        gaps = np.flatnonzero(~ok[:, k])
+        if gaps.size == 0:
+            continue
+        # nearest seen frame before and after every missing frame
+        after_i = np.searchsorted(seen, gaps)
+        before = np.where(after_i > 0, seen[np.maximum(after_i - 1, 0)], -1)
+        after = np.where(after_i < seen.size, seen[np.minimum(after_i, seen.size - 1)], -1)
+        inner = (before >= 0) & (after >= 0)
+        run = np.where(inner, after - before - 1, np.where(before >= 0, arr.shape[0] - 1 - before, after))
+        fill = run <= limit
+        for t, b, a, is_inner in zip(gaps[fill], before[fill], after[fill], inner[fill]):
+            if is_inner:
+                w = (t - b) / (a - b)
+                out[t, k] = (1 - w) * out[b, k] + w * out[a, k]
+            else:
+                out[t, k] = out[b if b >= 0 else a, k]
+    return out
+
+
+def smooth_keypoints(
+    sequence: ArrayLike,
+    fps: float,
+    min_cutoff: float = 1.0,
+    beta: float = 0.05,
+    d_cutoff: float = 1.0,
+) -> np.ndarray:
+    """Smooth a keypoint sequence over time with a One-Euro filter (Casiez et al., CHI 2012).
+
+    Each coordinate of each keypoint is filtered on its own: a first-order low-pass whose cut-off rises
+    with the point's speed, ``f_c = min_cutoff + beta * |dx/dt|``, so a still point is smoothed hard (no
+    jitter) and a fast one lightly (little lag). The speed is itself low-passed at ``d_cutoff``. The filter
+    runs causally, frame by frame, as it would live.
+
+    Missing points are skipped: they stay missing, and the filter of that coordinate carries its state
+    across the gap, with the time step of the gap (a long gap gives a smoothing factor near 1, so the
+    point restarts close to where it reappears). Fill gaps first with `fill_missing` to smooth through them.
+
+    Args:
+        sequence (`np.ndarray`): ``(T, 18, 2|3)`` in pixels; a confidence column is passed through.
+        fps (`float`): frames per second of the sequence (the filter's cut-offs are in Hz).
+        min_cutoff (`float`, *optional*, defaults to 1.0): cut-off in Hz of a still point; lower = smoother.
+        beta (`float`, *optional*, defaults to 0.05): cut-off increase per pixel/second of speed; higher =
+            less lag on fast motion. In pixels, so it depends on the frame size; the default was tuned on
+            a 720p OpenPose sequence with added noise (see tests/test_video_pipeline.py).
+        d_cutoff (`float`, *optional*, defaults to 1.0): cut-off in Hz of the speed estimate.
+
+    Returns:
+        `np.ndarray`: float32, the shape of ``sequence``.
+    """
+    arr = _check_sequence(sequence)
+    for name, value in (("fps", fps), ("min_cutoff", min_cutoff), ("d_cutoff", d_cutoff)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not value > 0 or not math.isfinite(value):
+            raise ValueError(f"`{name}` must be a positive number, got {value!r}")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating, np.integer)) or not beta >= 0 or not math.isfinite(beta):
+        raise ValueError(f"`beta` must be a non-negative number, got {beta!r}")
+
+    def alpha(cutoff, dt):
+        # smoothing factor of a first-order low-pass: 1 / (1 + tau / dt), tau = 1 / (2 pi f_c)
+        return 1.0 / (1.0 + 1.0 / (2.0 * math.pi * cutoff * dt))
+
+    ok = _present(arr)
+    out = arr.copy()
+    x_hat = np.zeros((NUM_KEYPOINTS, 2), dtype=np.float64)
+    dx_hat = np.zeros((NUM_KEYPOINTS, 2), dtype=np.float64)
+    last = np.full(NUM_KEYPOINTS, -1)  # frame each point was last seen, -1: not yet
+    for t in range(arr.shape[0]):
+        for k in np.flatnonzero(ok[t]):
+            x = arr[t, k, :2].astype(np.float64)
+            if last[k] < 0:
+                x_hat[k], dx_hat[k] = x, 0.0
+            else:
+                dt = (t - last[k]) / float(fps)
+                dx = (x - x_hat[k]) / dt
+                dx_hat[k] += alpha(d_cutoff, dt) * (dx - dx_hat[k])
+                a = alpha(min_cutoff + beta * np.abs(dx_hat[k]), dt)
+                x_hat[k] += a * (x - x_hat[k])
+            last[k] = t
+            out[t, k, :2] = x_hat[k]
+    return out
+
+
+# Every limb OpenPose draws, as (parent, child) edges of a tree rooted at the neck, parents first.
+_KINEMATIC_TREE: Tuple[Tuple[int, int], ...] = OPENPOSE_LIMBS
+
+
+def retarget(
+    sequence: ArrayLike,
+    reference_pose: ArrayLike,
+    preserve_foreshortening: bool = True,
+) -> np.ndarray:
+    """Move a driving pose sequence onto the body of the reference person.
+
+    The most visible fault of pose-driven video is the driving body's proportions pasted onto another
+    person (a tall dancer's legs on a short reference). This walks the COCO-18 kinematic tree (the 17 limbs
+    OpenPose draws) from the neck and rebuilds every frame:
+
+    - direction: each bone keeps its direction in the driving frame;
+    - length: each bone takes the reference's length. With ``preserve_foreshortening`` (default) the
+      driving bone's length relative to its median over the sequence is kept (a thigh seen shortened as
+      the knee comes up stays shortened), i.e. ``length_t = |bone_t| * L_ref / median_t |bone_t|``; the
+      median over the sequence of every retargeted bone is then the reference's length. Without it every
+      frame has exactly the reference's length;
+    - a bone missing in the reference (e.g. a hidden wrist) scales by the global body-size ratio
+      ``s = sum L_ref / sum median |bone|`` over the bones both skeletons have;
+    - root: the neck follows the driving neck's motion scaled by ``s``, anchored at the reference's neck
+      in the first frame where the driving neck is seen: ``neck_t = ref_neck + s (neck_t - neck_first)``;
+    - a joint whose parent is missing in a frame is placed by the same global map
+      ``ref_neck + s (p - neck_first)``, and its children follow it by bones.
+
+    Missing driving points stay missing; points are not clipped to any frame (the caller decides what is
+    outside its image).
+
+    Args:
+        sequence (`np.ndarray`): ``(T, 18, 2|3)`` driving keypoints (any frame); a confidence column is kept.
+        reference_pose (`np.ndarray`): ``(18, 2|3)`` of the reference person, in the output frame. Needs
+            the neck and at least one bone in common with the driving sequence.
+        preserve_foreshortening (`bool`, *optional*, defaults to `True`): see above.
+
+    Returns:
+        `np.ndarray`: float32, the shape of ``sequence``, in the reference's frame.
+    """
+    arr = _check_sequence(sequence)
+    ref = check_keypoints(reference_pose, "reference_pose", allow_confidence=True)
+    ref_ok = visible(ref) & (ref[:, 2] > 0) if ref.shape[1] == 3 else visible(ref)
+    ref = ref[:, :2].astype(np.float64)
+    neck = KEYPOINT_INDEX["neck"]
+    if not ref_ok[neck]:
+        raise ValueError("`reference_pose` has no neck: retargeting anchors the driving skeleton at the reference's neck")
+    ok = _present(arr)
+    if not ok[:, neck].any():
+        raise ValueError("`sequence` never shows the neck: retargeting needs it in at least one frame to anchor the motion")
+    xy = arr[..., :2].astype(np.float64)
+
+    # 1. per-bone lengths: the reference's, the driving sequence's median, and the global ratio s
+    n_bones = len(_KINEMATIC_TREE)
+    ref_len = np.full(n_bones, np.nan)
+    drive_len = np.full((arr.shape[0], n_bones), np.nan)
+    drive_med = np.full(n_bones, np.nan)
+    for b, (p, c) in enumerate(_KINEMATIC_TREE):
+        if ref_ok[p] and ref_ok[c]:
+            ref_len[b] = np.linalg.norm(ref[c] - ref[p])
+        both = ok[:, p] & ok[:, c]
+        drive_len[both, b] = np.linalg.norm(xy[both, c] - xy[both, p], axis=-1)
+        if both.any():
+            drive_med[b] = np.median(drive_len[both, b])
+    common = np.isfinite(ref_len) & np.isfinite(drive_med) & (drive_med > 0)
+    if not common.any():
+        raise ValueError("`reference_pose` and `sequence` share no bone (a limb with both joints present): cannot relate their body sizes")
+    s = ref_len[common].sum() / drive_med[common].sum()
+
+    # 2. rebuild every frame from the neck outwards
+    first = int(np.flatnonzero(ok[:, neck])[0])
+    origin = xy[first, neck]
+    out = arr.copy()
+    for t in range(arr.shape[0]):
+        placed = np.zeros(NUM_KEYPOINTS, dtype=bool)
+        new = np.zeros((NUM_KEYPOINTS, 2))
+        if ok[t, neck]:
+            new[neck], placed[neck] = ref[neck] + s * (xy[t, neck] - origin), True
+        for b, (p, c) in enumerate(_KINEMATIC_TREE):
+            if not ok[t, c]:
+                continue
+            if placed[p]:
+                bone = xy[t, c] - xy[t, p]
+                length = np.linalg.norm(bone)
+                if not np.isfinite(ref_len[b]):
+                    target = s * length
+                elif preserve_foreshortening and drive_med[b] > 0:
+                    target = length * ref_len[b] / drive_med[b]
+                else:
+                    target = ref_len[b]
+                new[c] = new[p] + (bone / length * target if length > 0 else 0.0)
+            else:
+                new[c] = ref[neck] + s * (xy[t, c] - origin)
+            placed[c] = True
+        out[t, :, :2] = np.where(placed[:, None], new, -1.0)
+        if arr.shape[-1] == 3:
+            out[t, ~placed, 2] = 0.0
+    return out

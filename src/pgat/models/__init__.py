@@ -1,6 +1,6 @@
-"""One network per file: the generator (`PGATModel`), and later the local discriminator and the try-on flow network."""
+"""One network per file: the generator (`PGATModel`), the local discriminator, the try-on flow network."""
 
 from .autoencoder import PGATModel, PGATModelOutput
-from .discriminator import LocalDiscriminator, LocalDiscriminatorOutput  # noqa: F401
+from .discriminator import LocalDiscriminator, LocalDiscriminatorOutput
 
-__all__ = ["PGATModel", "PGATModelOutput"]
+__all__ = ["LocalDiscriminator", "LocalDiscriminatorOutput", "PGATModel", "PGATModelOutput"]

@@ -1,0 +1,250 @@
+"""PGATPipeline: a reference photo + a target pose -> the same person in that pose, one forward pass."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+from ..hub import list_stages, load_model_folder, resolve_stage, save_stage, write_model_card
+from ..models import PGATModel
+from ..pose import align_to
+from ..stages import stage_folder
+from .utils import as_list, format_images, pose_to_square, prepare_reference, resolve_pose, to_pil
+
+
+@dataclass
+class PGATPipelineOutput(BaseOutput):
+    """Output of `PGATPipeline`.
+
+    Args:
+        images (`List[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`): the results, each in its reference
+            image's size and framing; ``(B, H, W, 3)`` / ``(B, 3, H, W)`` in [0, 1] for ``"np"`` / ``"pt"``.
+        target_poses (`np.ndarray`): ``(B, 18, 3)`` the poses used, ``(x, y, confidence)`` in the reference
+            image's pixels; ``(-1, -1, 0)`` for points that are missing or fall outside the reference's frame.
+    """
+
+    images: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
+    target_poses: np.ndarray
+
+
+class PGATPipeline(DiffusionPipeline):
+    r"""Pose-guided appearance transfer with one stage of a PGAT model.
+
+    Args:
+        model (`PGATModel`): the generator of one resolution stage.
+        pose_estimator (`str` or callable, *optional*, defaults to ``"auto"``): how a pose given as an image
+            is read: a backend name of `pgat.pose_estimation.load_estimator` (loaded on first use), a
+            callable ``image -> (18, 3)``, or ``None`` to accept only keypoints and JSON.
+
+    The person is letterboxed into the model's square and the result is cut back to the reference's size
+    and framing. A repository holds one folder per stage; `from_pretrained` loads (and downloads) only the
+    stage asked for, and `save_pretrained` adds this pipeline's stage to a repository folder.
+    """
+
+    model_cpu_offload_seq = "model"
+    # more files of a repository that a subclass needs besides the stage folder (e.g. "flow/*")
+    _extra_patterns: Sequence[str] = ()
+
+    def __init__(self, model: PGATModel, pose_estimator: Union[str, None, object] = "auto"):
+        super().__init__()
+        if not isinstance(model, PGATModel):
+            raise ValueError(f"`model` must be a PGATModel, got {type(model).__name__}")
+        self.register_modules(model=model)
+        self._pose_estimator = pose_estimator
+        self._available_stages = [model.config.resolution]
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def resolution(self) -> int:
+        return self.model.config.resolution
+
+    @property
+    def available_stages(self) -> List[int]:
+        """The stages of the repository this pipeline was loaded from (just its own when built from a model)."""
+        return list(self._available_stages)
+
+    @property
+    def pose_estimator(self):
+        """The pose estimator, loaded on first use."""
+        if isinstance(self._pose_estimator, str):
+            from ..pose_estimation import load_estimator
+
+            self._pose_estimator = load_estimator(self._pose_estimator)
+        return self._pose_estimator
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: Union[str, os.PathLike],
+        resolution: Optional[int] = None,
+        torch_dtype: Optional[torch.dtype] = None,
+        pose_estimator: Union[str, None, object] = "auto",
+        revision: Optional[str] = None,
+        cache_dir: Optional[Union[str, os.PathLike]] = None,
+        local_files_only: bool = False,
+        token: Optional[Union[str, bool]] = None,
+        **kwargs,
+    ) -> "PGATPipeline":
+        r"""Load one stage of a PGAT repository (a local folder or a Hub id).
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`): e.g. ``"org/pgat-1024"`` or ``"./pgat-synth-256"``.
+            resolution (`int`, *optional*): the stage to load; the highest present when omitted. Only this
+                stage's folder, ``model_index.json`` and the model card are downloaded.
+            torch_dtype (`torch.dtype`, *optional*): load the weights in this dtype.
+            pose_estimator (*optional*, defaults to ``"auto"``): see the class docstring.
+            revision, cache_dir, local_files_only, token: as in ``huggingface_hub``; ``HF_HUB_OFFLINE=1`` is honoured.
+        """
+        if kwargs:
+            raise ValueError(f"{cls.__name__}.from_pretrained got unknown arguments {sorted(kwargs)}")
+        if torch_dtype is not None and not isinstance(torch_dtype, torch.dtype):
+            raise ValueError(f"`torch_dtype` must be a torch.dtype such as torch.bfloat16, got {torch_dtype!r}")
+        repo, resolution = resolve_stage(
+            pretrained_model_name_or_path, resolution, revision=revision, cache_dir=cache_dir,
+            local_files_only=local_files_only, token=token, extra_patterns=cls._extra_patterns,
+        )
+        model = load_model_folder(repo / stage_folder(resolution), PGATModel, torch_dtype=torch_dtype).eval()
+        pipe = cls(model=model, pose_estimator=pose_estimator)
+        pipe._load_extras(repo, torch_dtype)
+        from ..hub import read_model_index
+
+        pipe._available_stages = sorted(read_model_index(repo).get("stages", [])) or list_stages(repo) or [resolution]
+        return pipe
+
+    def _load_extras(self, repo: Path, torch_dtype: Optional[torch.dtype]) -> None:
+        """Hook for subclasses that load more components from the repository."""
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], push_to_hub: bool = False, **kwargs) -> None:
+        """Write this pipeline's stage into ``save_directory`` in the Hub layout (other stages already there
+        are kept), update ``model_index.json`` and write a model card if there is none."""
+        unknown = set(kwargs) - {"safe_serialization", "variant", "repo_id", "token", "commit_message", "private", "create_pr"}
+        if unknown:
+            raise ValueError(f"save_pretrained got unknown arguments {sorted(unknown)}")
+        if kwargs.get("safe_serialization") is False:
+            raise ValueError("PGAT saves safetensors only: `safe_serialization=False` is not supported")
+        save_directory = Path(save_directory)
+        save_stage(self.model, save_directory)
+        self._save_extras(save_directory)
+        if not (save_directory / "README.md").exists():
+            write_model_card(save_directory, repo_id=kwargs.get("repo_id"))
+        if push_to_hub:
+            self._upload(save_directory, kwargs.get("repo_id") or save_directory.name, kwargs)
+
+    def _save_extras(self, save_directory: Path) -> None:
+        """Hook for subclasses that save more components."""
+
+    def push_to_hub(self, repo_id: str, commit_message: Optional[str] = None, private: Optional[bool] = None,
+                    token: Optional[str] = None, create_pr: bool = False, **kwargs):
+        """Save into a temporary folder in the Hub layout and upload it, model card included."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, repo_id=repo_id)
+            return self._upload(Path(tmp), repo_id, dict(commit_message=commit_message, private=private, token=token, create_pr=create_pr))
+
+    @staticmethod
+    def _upload(folder: Path, repo_id: str, options: dict):
+        from huggingface_hub import create_repo, upload_folder
+
+        repo_id = create_repo(repo_id, exist_ok=True, private=options.get("private"), token=options.get("token")).repo_id
+        return upload_folder(
+            repo_id=repo_id, folder_path=str(folder), token=options.get("token"),
+            commit_message=options.get("commit_message") or "Upload PGAT pipeline", create_pr=options.get("create_pr", False),
+        )
+
+    # ------------------------------------------------------------------------------------------
+    def check_inputs(self, references: list, poses: list, output_type: str, batch_size: int) -> None:
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+        if len(references) not in (1, len(poses)):
+            raise ValueError(
+                f"`reference_image` must be one image or one per target pose ({len(poses)}), got {len(references)}"
+            )
+
+    def _estimator(self):
+        """A callable ``image -> (18, 3)`` that loads the estimator only when an image pose arrives."""
+        return None if self._pose_estimator is None else (lambda image: self.pose_estimator(image))
+
+    def prepare_target(self, target_pose, box, reference_image, reference_pose=None, align_pose: bool = False, name: str = "target_pose"):
+        """One target pose in the model's square, ``(18, 3)``; aligned onto the reference person if asked."""
+        kps, frame = resolve_pose(target_pose, name, self._estimator())
+        square = pose_to_square(kps, frame, box)
+        if align_pose:
+            source = reference_image if reference_pose is None else reference_pose
+            ref_kps, ref_frame = resolve_pose(source, "reference_pose", self._estimator())
+            square = align_to(square, pose_to_square(ref_kps, ref_frame, box))
+        return square
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        reference_image,
+        target_pose,
+        reference_pose=None,
+        align_pose: bool = False,
+        batch_size: int = 8,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Args:
+            reference_image: the person: a PIL image, ``(H, W, 3)`` uint8 array, ``(3, H, W)`` tensor in [-1, 1]
+                or a path; or a list, one per target pose.
+            target_pose: an ``(18, 2|3)`` array in the reference's pixels, OpenPose JSON (dict or path; COCO-18 or
+                BODY_25), or an image of someone in the pose; or a list of these (a batch).
+            reference_pose (*optional*): the reference person's pose (same forms); estimated when needed and not given.
+            align_pose (`bool`, *optional*, defaults to `False`): move and scale the target pose onto the reference
+                person (`pgat.pose.align_to`), e.g. for a pose taken from a photo of someone else.
+            batch_size (`int`, *optional*, defaults to 8): poses per forward pass.
+            output_type (`str`, *optional*, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"``.
+            return_dict (`bool`, *optional*, defaults to `True`): return a `PGATPipelineOutput` instead of a tuple.
+
+        Returns:
+            `PGATPipelineOutput` or ``(images, target_poses)``.
+        """
+        poses = as_list(target_pose, "target_pose")
+        references = as_list(reference_image, "reference_image")
+        self.check_inputs(references, poses, output_type, batch_size)
+        r = self.resolution
+        device, dtype = self.model.device, self.model.dtype
+
+        # 1. references into the model's square (each loaded once)
+        prepared = [prepare_reference(ref, r, "reference_image" if len(references) == 1 else f"reference_image[{i}]") for i, ref in enumerate(references)]
+
+        # 2. target poses into the same square
+        squares = []
+        for i, pose in enumerate(poses):
+            j = 0 if len(references) == 1 else i
+            squares.append(self.prepare_target(pose, prepared[j][1], references[j], reference_pose, align_pose,
+                                               "target_pose" if len(poses) == 1 else f"target_pose[{i}]"))
+
+        # 3. one forward pass per batch
+        images: List[PIL.Image.Image] = []
+        starts = range(0, len(poses), batch_size)
+        for start in self.progress_bar(starts) if len(starts) > 1 else starts:
+            idx = list(range(start, min(len(poses), start + batch_size)))
+            ref = torch.stack([prepared[0 if len(references) == 1 else i][2] for i in idx]).to(device=device, dtype=dtype)
+            kps = torch.from_numpy(np.stack([squares[i][:, :2] for i in idx])).to(device=device, dtype=dtype)
+            out = self.model(ref, kps).image
+            for i, square in zip(idx, to_pil(out)):
+                images.append(prepared[0 if len(references) == 1 else i][1].image_from_square(square))
+
+        # 4. back to each reference's pixels and framing
+        target_poses = np.stack(
+            [prepared[0 if len(references) == 1 else i][1].keypoints_from_square(squares[i], strict=False) for i in range(len(poses))]
+        )
+        images = format_images(images, output_type)
+        if not return_dict:
+            return images, target_poses
+        return PGATPipelineOutput(images=images, target_poses=target_poses)
+
