@@ -1,0 +1,215 @@
+"""PGATPipeline as a diffusers user meets it: save / load by path and by Hub id from a real HF cache, the framing,
+every pose input form, and the errors of broken repositories and bad inputs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pgat import PGATModel, PGATPipeline, PGATPipelineOutput
+from pgat.data.synthetic import SynthHumans
+from pgat.pose import draw_skeleton, write_openpose_json
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A tiny two-stage repository written by save_pretrained (64 then 128 into the same folder)."""
+    torch.manual_seed(0)
+    model = PGATModel(resolution=64, bottleneck_channels=16).eval()
+    path = tmp_path_factory.mktemp("repo") / "pgat-tiny"
+    PGATPipeline(model=model).save_pretrained(path)
+    PGATPipeline(model=model.grow().eval()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample():
+    item = SynthHumans(resolution=128, split="test")[0]
+    reference = item["reference"][:, 14:114]  # a 100x128 portrait: not square
+    keypoints = item["target_keypoints"].copy()
+    ok = keypoints[:, 0] >= 0
+    keypoints[ok, 0] -= 14
+    keypoints[ok & (keypoints[:, 0] < 0)] = -1
+    return reference, keypoints
+
+
+def test_save_layout_and_load_by_path(repo):
+    assert sorted(p.name for p in repo.iterdir()) == ["README.md", "model_index.json", "stage-0064", "stage-0128"]
+    assert json.loads((repo / "model_index.json").read_text())["stages"] == [64, 128]
+    pipe = PGATPipeline.from_pretrained(repo)
+    assert pipe.resolution == 128 and pipe.available_stages == [64, 128]  # the highest stage by default
+    assert PGATPipeline.from_pretrained(repo, resolution=64).resolution == 64
+    half = PGATPipeline.from_pretrained(repo, torch_dtype=torch.bfloat16)
+    assert half.model.dtype == torch.bfloat16
+
+
+def test_output_framing_and_types(repo, sample):
+    reference, keypoints = sample
+    pipe = PGATPipeline.from_pretrained(repo, resolution=64)
+    out = pipe(reference, keypoints)
+    assert isinstance(out, PGATPipelineOutput)
+    assert out.images[0].size == (100, 128)  # the reference's framing, not the model's square
+    assert out.target_poses.shape == (1, 18, 3)
+    np.testing.assert_allclose(out.target_poses[0, :, :2][keypoints[:, 0] >= 0], keypoints[keypoints[:, 0] >= 0], atol=1e-3)
+    arr = pipe(reference, [keypoints, keypoints], output_type="np").images
+    assert arr.shape == (2, 128, 100, 3) and arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
+    pt = pipe(reference, keypoints, output_type="pt").images
+    assert pt.shape == (1, 3, 128, 100)
+    images, poses = pipe(reference, keypoints, return_dict=False)
+    np.testing.assert_array_equal(np.asarray(images[0]), np.asarray(out.images[0]))
+
+
+def test_seeded_output_slice(repo, sample):
+    reference, keypoints = sample
+    pipe = PGATPipeline.from_pretrained(repo, resolution=64)
+    image = pipe(reference, keypoints, output_type="np").images[0]
+    # a regression check: seed 0 tiny model (fixture), the first SynthHumans test pair
+    slice_ = image[60:63, 48:51, 0].reshape(-1)
+    again = PGATPipeline.from_pretrained(repo, resolution=64)(reference, keypoints, output_type="np").images[0]
+    np.testing.assert_array_equal(image, again)
+    expected = np.asarray(json.loads((Path(__file__).parent / "data" / "pipeline_slice.json").read_text()))
+    np.testing.assert_allclose(slice_, expected, atol=2 / 255)
+
+
+def test_json_array_and_image_poses_agree(repo, sample, tmp_path):
+    reference, keypoints = sample
+    pipe = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=lambda image: _stub_keypoints(keypoints))
+    by_array = pipe(reference, keypoints, output_type="np").images
+    path = tmp_path / "pose.json"
+    write_openpose_json(keypoints, path)
+    by_path = pipe(reference, str(path), output_type="np").images
+    by_dict = pipe(reference, json.loads(path.read_text()), output_type="np").images
+    # an image of the pose, read by the estimator (here a callable that returns the pose it was given)
+    by_image = pipe(reference, draw_skeleton((128, 100), keypoints), output_type="np").images
+    for other in (by_path, by_dict, by_image):
+        np.testing.assert_allclose(other, by_array, atol=1.5 / 255)
+    # a JSON recording another canvas is mapped from that frame: the same pose on a 2x canvas (pixel centres
+    # at whole numbers: x -> 2 (x + 0.5) - 0.5) gives the same picture
+    doubled = np.where(keypoints >= 0, (keypoints + 0.5) * 2 - 0.5, -1.0)
+    big = write_openpose_json(doubled, canvas_size=(200, 256))
+    np.testing.assert_allclose(pipe(reference, big, output_type="np").images, by_array, atol=1.5 / 255)
+
+
+def _stub_keypoints(keypoints):
+    out = np.concatenate([keypoints, (keypoints[:, :1] >= 0).astype(np.float32)], axis=1)
+    out[keypoints[:, 0] < 0] = (-1, -1, 0)
+    return out
+
+
+def test_image_pose_through_blazepose(repo):
+    """A real photo as the pose: BlazePose finds the astronaut, the skeleton comes back in her frame."""
+    from skimage.data import astronaut
+
+    pipe = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator="blazepose")
+    photo = astronaut()
+    out = pipe(photo, photo)
+    assert out.images[0].size == (512, 512)
+    nose, neck = out.target_poses[0, 0], out.target_poses[0, 1]
+    assert 150 < nose[0] < 350 and 50 < nose[1] < 250 and neck[1] > nose[1]
+    with pytest.raises(ValueError, match="`target_pose`: no person found"):
+        pipe(photo, np.full((64, 64, 3), 255, np.uint8))
+
+
+def test_align_pose_moves_the_pose_onto_the_reference(repo, sample):
+    reference, keypoints = sample
+    pipe = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=None)
+    ok = keypoints[:, 0] >= 0
+    small = keypoints.copy()
+    small[ok] = keypoints[ok] * 0.5 + 3  # the same pose, half size, elsewhere
+    aligned = pipe(reference, small, reference_pose=keypoints, align_pose=True).target_poses[0]
+    np.testing.assert_allclose(aligned[ok, :2], keypoints[ok], atol=0.5)
+
+
+def test_load_by_hub_id_from_a_real_cache_with_one_stage(repo, tmp_path):
+    """Only stage-0064 is in the cache: loading it works offline; the 128 stage is not there to load."""
+    home = tmp_path / "hf"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    cache = home / "hub" / "models--org--pgat-tiny"
+    snap = cache / "snapshots" / commit
+    (cache / "refs").mkdir(parents=True)
+    (cache / "refs" / "main").write_text(commit)  # no trailing newline, as huggingface_hub writes it
+    snap.mkdir(parents=True)
+    for name in ("model_index.json", "README.md"):
+        shutil.copy(repo / name, snap / name)
+    shutil.copytree(repo / "stage-0064", snap / "stage-0064")
+    code = textwrap.dedent(
+        """
+        import sys
+        from pgat import PGATPipeline
+        pipe = PGATPipeline.from_pretrained("org/pgat-tiny", resolution=64)
+        print("loaded", pipe.resolution, pipe.available_stages)
+        try:
+            PGATPipeline.from_pretrained("org/pgat-tiny", resolution=128)
+        except (OSError, ValueError) as e:
+            print("128:", type(e).__name__, e)
+        try:
+            PGATPipeline.from_pretrained("org/pgat-tiny", resolution=256)
+        except ValueError as e:
+            print("256:", e)
+        """
+    )
+    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "loaded 64 [64, 128]" in proc.stdout
+    assert "128: FileNotFoundError" in proc.stdout and "stage-0128" in proc.stdout
+    assert "256: `resolution`=256 is not in the Hub repository 'org/pgat-tiny': it has the stages 64, 128" in proc.stdout
+
+
+def test_broken_repositories_give_clear_errors(repo, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(repo, broken)
+    with pytest.raises(ValueError, match="it has the stages 64, 128"):
+        PGATPipeline.from_pretrained(broken, resolution=512)
+    weights = broken / "stage-0128" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated download
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        PGATPipeline.from_pretrained(broken, resolution=128)
+    weights.write_bytes(b"\x00" * 64)  # garbage
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        PGATPipeline.from_pretrained(broken, resolution=128)
+    config = broken / "stage-0064" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "_class_name": "LocalDiscriminator"}))
+    with pytest.raises(ValueError, match="config of a 'LocalDiscriminator', expected a 'PGATModel'"):
+        PGATPipeline.from_pretrained(broken, resolution=64)
+    with pytest.raises(OSError, match="neither a local folder nor a reachable Hub repository"):
+        PGATPipeline.from_pretrained(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize(
+    "pose, message",
+    [
+        ({"people": []}, "`target_pose`: OpenPose JSON .* has no people"),
+        ({"people": [{"pose_keypoints_2d": [1.0] * 30}]}, "30 values"),
+        (np.zeros((17, 2)), r"`target_pose` must have shape \(18, 2\) or \(18, 3\)"),
+        (np.full((18, 2), np.nan), "NaN"),
+    ],
+)
+def test_bad_pose_inputs(repo, sample, pose, message):
+    pipe = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=None)
+    with pytest.raises(ValueError, match=message):
+        pipe(sample[0], pose)
+
+
+def test_bad_reference_and_arguments(repo, sample, tmp_path):
+    pipe = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=None)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="`reference_image` file .* is not a readable image"):
+        pipe(str(bad), sample[1])
+    with pytest.raises(ValueError, match="`output_type` must be 'pil', 'np' or 'pt'"):
+        pipe(sample[0], sample[1], output_type="latent")
+    with pytest.raises(ValueError, match="one image or one per target pose"):
+        pipe([sample[0]] * 2, [sample[1]] * 3)
+    with pytest.raises(ValueError, match="needs a pose estimator"):
+        pipe(sample[0], Image.new("RGB", (64, 64)))
+    with pytest.raises(ValueError, match="unknown arguments"):
+        PGATPipeline.from_pretrained(repo, subfolder="stage-0064")
