@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[all]"
+	# test data only: the full-body photo assets/bus.jpg inside this wheel (AGPL-3.0; the package is never imported)
+	$(PY) -m pip install --quiet --no-deps ultralytics==8.4.190
 	touch $@
 
 install: $(VENV)/.installed

@@ -62,6 +62,9 @@ def test_dry_run_resolves_preset_and_flags(tmp_path):
     proc = subprocess.run([*cmd[:-1], "--no_progressive", "--dry_run"], env=_env(), capture_output=True, text=True, timeout=120)
     assert json.loads(proc.stdout)["schedule"] == [{"resolution": 1024, "steps": 50, "batch_size": 2}]
 
+    cpu = subprocess.run([sys.executable, str(SCRIPT), "--config", "synth-cpu-256", "--dry_run"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert [s["resolution"] for s in json.loads(cpu.stdout)["schedule"]] == [64, 128, 256]
+
     bad = subprocess.run([sys.executable, str(SCRIPT), "--stages", "64,256", "--dry_run"], env=_env(), capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "`--stages` must double" in bad.stderr
 
