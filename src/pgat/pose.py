@@ -499,8 +499,9 @@ def align_to(keypoints: ArrayLike, reference: ArrayLike) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_sequence(sequence: ArrayLike, name: str = "sequence") -> np.ndarray:
-    """``sequence`` as a float32 ``(T, 18, 2|3)`` copy, or a ``ValueError`` naming what was received."""
+def check_sequence(sequence: ArrayLike, name: str = "sequence") -> np.ndarray:
+    """Return a pose sequence as a float32 ``(T, 18, 2|3)`` copy, or raise a ``ValueError`` that names the
+    argument, what it received and what was expected."""
     if isinstance(sequence, torch.Tensor):
         sequence = sequence.detach().cpu().numpy()
     try:
@@ -603,7 +604,7 @@ def fill_missing(sequence: ArrayLike, max_gap: Optional[int] = 15, min_confidenc
         `np.ndarray`: float32, the shape of ``sequence``. A filled point's confidence is interpolated (or held)
         like its position; points left missing are ``(-1, -1[, 0])``.
     """
-    arr = _check_sequence(sequence)
+    arr = check_sequence(sequence)
     if max_gap is not None and (isinstance(max_gap, bool) or int(max_gap) != max_gap or max_gap < 0):
         raise ValueError(f"`max_gap` must be a non-negative whole number of frames or None, got {max_gap!r}")
     if not 0.0 <= float(min_confidence) <= 1.0:
@@ -644,8 +645,9 @@ def smooth_keypoints(
     sequence: ArrayLike,
     fps: float,
     min_cutoff: float = 1.0,
-    beta: float = 0.05,
+    beta: float = 0.1,
     d_cutoff: float = 1.0,
+    bidirectional: bool = False,
 ) -> np.ndarray:
     """Smooth a keypoint sequence over time with a One-Euro filter (Casiez et al., CHI 2012).
 
@@ -662,15 +664,16 @@ def smooth_keypoints(
         sequence (`np.ndarray`): ``(T, 18, 2|3)`` in pixels; a confidence column is passed through.
         fps (`float`): frames per second of the sequence (the filter's cut-offs are in Hz).
         min_cutoff (`float`, *optional*, defaults to 1.0): cut-off in Hz of a still point; lower = smoother.
-        beta (`float`, *optional*, defaults to 0.05): cut-off increase per pixel/second of speed; higher =
-            less lag on fast motion. In pixels, so it depends on the frame size; the default was tuned on
-            a 720p OpenPose sequence with added noise (see tests/test_video_pipeline.py).
+        beta (`float`, *optional*, defaults to 0.1): cut-off increase per pixel/second of speed; higher =
+            less lag on fast motion. In pixels, so it depends on the frame size; the default was chosen on
+            a real 720p OpenPose sequence with added noise (see tests/test_video_pipeline.py).
         d_cutoff (`float`, *optional*, defaults to 1.0): cut-off in Hz of the speed estimate.
+        bidirectional (`bool`, *optional*, defaults to `False`): filter forward, then backward (zero lag, offline).
 
     Returns:
         `np.ndarray`: float32, the shape of ``sequence``.
     """
-    arr = _check_sequence(sequence)
+    arr = check_sequence(sequence)
     for name, value in (("fps", fps), ("min_cutoff", min_cutoff), ("d_cutoff", d_cutoff)):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not value > 0 or not math.isfinite(value):
             raise ValueError(f"`{name}` must be a positive number, got {value!r}")
@@ -687,18 +690,19 @@ def smooth_keypoints(
     dx_hat = np.zeros((NUM_KEYPOINTS, 2), dtype=np.float64)
     last = np.full(NUM_KEYPOINTS, -1)  # frame each point was last seen, -1: not yet
     for t in range(arr.shape[0]):
-        for k in np.flatnonzero(ok[t]):
-            x = arr[t, k, :2].astype(np.float64)
-            if last[k] < 0:
-                x_hat[k], dx_hat[k] = x, 0.0
-            else:
-                dt = (t - last[k]) / float(fps)
-                dx = (x - x_hat[k]) / dt
-                dx_hat[k] += alpha(d_cutoff, dt) * (dx - dx_hat[k])
-                a = alpha(min_cutoff + beta * np.abs(dx_hat[k]), dt)
-                x_hat[k] += a * (x - x_hat[k])
-            last[k] = t
-            out[t, k, :2] = x_hat[k]
+        x = arr[t, :, :2].astype(np.float64)
+        start = ok[t] & (last < 0)
+        x_hat[start], dx_hat[start] = x[start], 0.0
+        run = ok[t] & (last >= 0)
+        if run.any():
+            dt = ((t - last[run]) / float(fps))[:, None]
+            dx = (x[run] - x_hat[run]) / dt
+            dx_hat[run] += alpha(d_cutoff, dt) * (dx - dx_hat[run])
+            x_hat[run] += alpha(min_cutoff + beta * np.abs(dx_hat[run]), dt) * (x[run] - x_hat[run])
+        last[ok[t]] = t
+        out[t, ok[t], :2] = x_hat[ok[t]]
+    if bidirectional:
+        out = smooth_keypoints(out[::-1], fps, min_cutoff, beta, d_cutoff)[::-1].copy()
     return out
 
 
@@ -742,7 +746,7 @@ def retarget(
     Returns:
         `np.ndarray`: float32, the shape of ``sequence``, in the reference's frame.
     """
-    arr = _check_sequence(sequence)
+    arr = check_sequence(sequence)
     ref = check_keypoints(reference_pose, "reference_pose", allow_confidence=True)
     ref_ok = visible(ref) & (ref[:, 2] > 0) if ref.shape[1] == 3 else visible(ref)
     ref = ref[:, :2].astype(np.float64)

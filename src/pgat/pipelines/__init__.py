@@ -3,3 +3,5 @@
 from .pose_transfer import PGATPipeline, PGATPipelineOutput
 
 __all__ = ["PGATPipeline", "PGATPipelineOutput"]
+from .video import PGATVideoPipeline, PGATVideoPipelineOutput  # noqa: E402
+__all__ += ["PGATVideoPipeline", "PGATVideoPipelineOutput"]
