@@ -251,6 +251,19 @@ def test_retarget_gives_the_reference_bone_lengths(march, deepfashion_pose):
     s2 = np.delete(ref_len, forearm)[np.delete(common, forearm)].sum() / np.delete(drive_med, forearm)[np.delete(common, forearm)].sum()
     np.testing.assert_allclose(lengths, s2 * drive_len[:, forearm], rtol=1e-4)
 
+    # a frame without the driving neck: its shoulders are placed by the global map, their children by bones
+    gap = drive.copy()
+    gap[5, neck] = (-1, -1, 0)
+    moved = retarget(gap, ref)
+    assert not visible(moved[5, neck])
+    gap_len = _bone_lengths(gap)
+    gap_med = np.array([np.nanmedian(col) if np.isfinite(col).any() else np.nan for col in gap_len.T])
+    s3 = ref_len[common].sum() / gap_med[common].sum()
+    for j in (K["r_shoulder"], K["l_shoulder"], K["nose"]):
+        np.testing.assert_allclose(moved[5, j, :2], ref[neck] + s3 * (drive[5, j, :2] - drive[0, neck, :2]), atol=1e-3)
+    elbow = OPENPOSE_LIMBS.index((2, 3))
+    np.testing.assert_allclose(_bone_lengths(moved)[5, elbow], ref_len[elbow] * gap_len[5, elbow] / gap_med[elbow], rtol=1e-4)
+
     headless = ref.copy()
     headless[neck] = -1
     with pytest.raises(ValueError, match="`reference_pose` has no neck"):
@@ -321,6 +334,26 @@ def test_pipeline_smoothing_and_switches(pipe, march, reference):
     filled = pipe(image, local, retarget=False, smooth=False).poses
     np.testing.assert_allclose(filled[2:4, K["l_wrist"], :2], np.repeat(kps[None, K["l_wrist"]], 2, axis=0), atol=1e-5)
     assert len(pipe(image, local, retarget=False, max_frames=2).frames) == 2
+    # a point outside the reference image cannot be shown: it is left out
+    local[1, K["r_wrist"]] = (500.0, 40.0)
+    assert not visible(pipe(image, local, retarget=False, smooth=False).poses[1, K["r_wrist"]])
+
+
+def test_pipeline_maps_a_json_canvas_without_retargeting(pipe, reference, tmp_path):
+    image, kps = reference
+    folder = tmp_path / "canvas"
+    folder.mkdir()
+    pose = np.full((18, 2), -1.0, np.float32)
+    pose[K["neck"]] = (319.5, 239.5)  # the centre of a 640x480 canvas
+    pose[K["nose"]] = (0.0, 239.5)  # its left edge
+    pose[K["r_hip"]] = (319.5, 10.0)  # near its top edge
+    for t in range(3):
+        write_openpose_json(pose, folder / f"frame_{t}_keypoints.json", canvas_size=(640, 480))
+    out = pipe(image, folder, retarget=False, smooth=False)
+    # both frames are fitted into the model's square: the canvas's centre and left edge land on the reference's
+    np.testing.assert_allclose(out.poses[:, K["neck"], :2], np.tile([63.5, 63.5], (3, 1)), atol=0.5)
+    np.testing.assert_allclose(out.poses[:, K["nose"], :2], np.tile([0.0, 63.5], (3, 1)), atol=0.5)
+    np.testing.assert_allclose(out.poses[:, K["r_hip"], 1], 63.5 + (10.0 - 239.5) * 128 / 640, atol=0.5)
 
 
 def test_odd_sized_reference_makes_an_even_mp4(pipe, reference, tmp_path):
