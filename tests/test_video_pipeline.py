@@ -415,8 +415,10 @@ def test_driving_video_through_blazepose(pipe, driving_video, tmp_path):
     ref_pose = video_pipe.pose_estimator(ref["image"])
     np.testing.assert_allclose(moved.poses[0, K["neck"], :2], ref_pose[K["neck"], :2], atol=1.0)
 
-    with pytest.raises(ValueError, match="`fps`=25.*above the 10 frames per second"):
-        video_pipe(ref["image"], path, fps=25)
+    with pytest.raises(ValueError, match="`fps`=10.2 is above the 10 frames per second"):
+        video_pipe(ref["image"], path, fps=10.2)
+    near = video_pipe(ref["image"], path, fps=10.05, retarget=False)  # within 1%: every frame, at the rate asked
+    assert len(near.frames) == 6 and near.fps == 10.05
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 100)
     with pytest.raises(ValueError, match="`pose_sequence`.*broken.mp4.*not a readable video"):
@@ -448,6 +450,8 @@ def test_bad_inputs(pipe, reference, march_dir, tmp_path):
         pipe(image, np.full((3, 18, 2), -1.0), retarget=False)
     with pytest.raises(ValueError, match="`output_path` must end in .mp4"):
         pipe(image, seq, output_path=tmp_path / "out.gif", reference_pose=kps)
+    with pytest.raises(FileNotFoundError, match="`output_path` folder .*nowhere' does not exist"):
+        pipe(image, seq, output_path=tmp_path / "nowhere" / "out.mp4", reference_pose=kps)
     with pytest.raises(ValueError, match="`fps` must be"):
         pipe(image, seq, fps=0, reference_pose=kps)
     with pytest.raises(ValueError, match="`batch_size` must be"):
@@ -481,7 +485,7 @@ def test_cli_video_end_to_end(pipe, reference, march, tmp_path, monkeypatch, cap
     Image.fromarray(image).save(tmp_path / "ref.png")
     write_openpose_json(kps, tmp_path / "ref.json")
     np.save(tmp_path / "poses.npy", march[:20])
-    out = tmp_path / "out.mp4"
+    out = tmp_path / "new" / "out.mp4"  # the CLI makes the folder
     rc = main(["video", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "poses.npy"), "-o", str(out), "--model", str(repo),
                "--fps", "12", "--max-frames", "6", "--reference-pose", str(tmp_path / "ref.json")])
     assert rc == 0 and "wrote 6 frames at 12 fps" in capsys.readouterr().out

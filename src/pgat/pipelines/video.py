@@ -29,6 +29,7 @@ Decisions, written down:
 from __future__ import annotations
 
 import argparse
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,8 @@ def _video_poses(path: Path, fps: Optional[float], max_frames: Optional[int], es
     except ValueError as e:
         raise ValueError(f"`pose_sequence` {e}") from None
     source = info["fps"]
-    if fps is not None and source > 0 and fps > source + 1e-6:
+    # within 1% (30 asked of a 29.97 fps video) every frame is used at the rate asked
+    if fps is not None and source > 0 and fps > source * 1.01:
         raise ValueError(
             f"`fps`={fps} is above the {source:g} frames per second of the driving video '{path}': frames are not "
             f"invented; pass fps <= {source:g}, or leave it out to use the video's rate"
@@ -221,7 +223,7 @@ class PGATVideoPipeline(PGATPipeline):
     """
 
     def check_video_inputs(self, fps, smoothing, batch_size, max_frames, max_gap) -> None:
-        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240):
+        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps <= 240):
             raise ValueError(f"`fps` must be a number in (0, 240] or None, got {fps!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
@@ -297,8 +299,11 @@ class PGATVideoPipeline(PGATPipeline):
             raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}")
         if isinstance(reference_image, (list, tuple)):
             raise ValueError(f"`reference_image` must be one image for a video, got a {type(reference_image).__name__} of {len(reference_image)}")
-        if output_path is not None and Path(output_path).suffix.lower() != ".mp4":
-            raise ValueError(f"`output_path` must end in .mp4 (H.264 video), got '{output_path}'")
+        if output_path is not None:  # checked before any frame is made
+            if Path(output_path).suffix.lower() != ".mp4":
+                raise ValueError(f"`output_path` must end in .mp4 (H.264 video), got '{output_path}'")
+            if not Path(output_path).parent.is_dir():
+                raise FileNotFoundError(f"`output_path` folder '{Path(output_path).parent}' does not exist")
         picture = load_image(reference_image, "reference_image")
 
         # 1. the pose sequence, in its own frame
@@ -354,6 +359,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     model = args.model or default_model_path()
     if model is None:
         raise ValueError("no model given and the embedded default model (weights/pgat-synth-256) is not in this checkout; pass --model ID_OR_PATH")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pipe = PGATVideoPipeline.from_pretrained(model, resolution=args.resolution, pose_estimator=args.pose_estimator)
     if args.device:
         pipe.to(args.device)
