@@ -1,8 +1,8 @@
 """Training step time and peak memory per stage, through the real training script.
 
 Each stage runs alone in a fresh process (``--stages R``; ``--no_local_discriminator`` so the level trains
-with global + local perceptual loss, as every level but the last does), so the peak resident memory of the
-process (``ru_maxrss`` of the child) is that stage's. The first step is warm-up and not timed: the time is
+with global + local perceptual loss, as every level but the last does), and reports its own peak resident memory
+(``ru_maxrss``). The first step is warm-up and not timed: the time is
 (stage seconds - first step) / (steps - 1), read from ``timings.jsonl`` and ``train_log.jsonl``.
 
     python benchmarks/train_step.py --preset synth-cpu-256 --steps 4 --out benchmarks/results/train-step-cpu.json
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,31 +20,36 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from model_cost import machine  # noqa: E402
+from model_cost import machine  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def run_stage(resolution: int, batch: int, bottleneck: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
+        # the child reports its own peak resident memory (ru_maxrss of RUSAGE_SELF) when it ends
+        wrapper = (
+            "import resource, runpy, sys\n"
+            "script = sys.argv[1]; sys.argv = sys.argv[1:]\n"
+            "try:\n    runpy.run_path(script, run_name='__main__')\n"
+            "finally:\n    print('MAXRSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        )
         cmd = [
-            sys.executable, str(REPO / "train" / "progressive.py"), "--stages", str(resolution), "--steps_per_stage", str(steps),
+            sys.executable, "-c", wrapper, str(REPO / "train" / "progressive.py"), "--stages", str(resolution), "--steps_per_stage", str(steps),
             "--train_batch_size", str(batch), "--bottleneck_channels", str(bottleneck), "--no_local_discriminator",
             "--checkpointing_steps", "0", "--sample_steps", "0", "--num_validation_pairs", "1", "--synth_pairs", "64",
             "--perceptual_network", "vgg19", "--output_dir", tmp,
         ]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        peak_kib = int(proc.stderr.rsplit("MAXRSS_KIB", 1)[1].split()[0])
         timing = json.loads((Path(tmp) / "timings.jsonl").read_text().splitlines()[0])
     per_step = timing["seconds"] / steps  # includes the end-of-stage sample + validation (one pair)
     return {
         "resolution": resolution, "batch_size": batch, "bottleneck_channels": bottleneck, "steps": steps,
         "seconds_per_step": per_step, "steps_per_second": 1 / per_step, "images_per_second": batch / per_step,
-        "peak_rss_gib": peak_kib / 2**20, "peak_rss_is_max_so_far": peak_kib <= before, "process_wall_seconds": wall,
+        "peak_rss_gib": peak_kib / 2**20, "process_wall_seconds": wall,
     }
 
 
