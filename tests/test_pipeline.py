@@ -213,3 +213,20 @@ def test_bad_reference_and_arguments(repo, sample, tmp_path):
         pipe(sample[0], Image.new("RGB", (64, 64)))
     with pytest.raises(ValueError, match="unknown arguments"):
         PGATPipeline.from_pretrained(repo, subfolder="stage-0064")
+
+
+def test_cli_transfer(repo, sample, tmp_path, capsys):
+    from pgat.cli import main
+
+    reference, keypoints = sample
+    ref_path, pose_path, out = tmp_path / "ref.png", tmp_path / "pose.json", tmp_path / "sub" / "out.png"
+    Image.fromarray(reference).save(ref_path)
+    write_openpose_json(keypoints, pose_path)
+    assert main(["transfer", str(ref_path), "--pose", str(pose_path), "-o", str(out), "--model", str(repo), "--resolution", "64"]) == 0
+    result = np.asarray(Image.open(out))
+    assert result.shape == reference.shape
+    expected = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=None)(reference, keypoints).images[0]
+    np.testing.assert_array_equal(result, np.asarray(expected))
+    assert "stage 64²" in capsys.readouterr().out
+    assert main(["transfer", str(ref_path), "--pose", str(tmp_path / "missing.json"), "-o", str(out), "--model", str(repo)]) == 2
+    assert "missing.json" in capsys.readouterr().err

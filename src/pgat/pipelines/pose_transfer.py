@@ -248,3 +248,40 @@ class PGATPipeline(DiffusionPipeline):
             return images, target_poses
         return PGATPipelineOutput(images=images, target_poses=target_poses)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+
+
+def _cmd_transfer(args) -> int:
+    from ..pose import draw_skeleton
+    from .utils import model_or_default
+
+    pipe = PGATPipeline.from_pretrained(model_or_default(args.model), resolution=args.resolution, pose_estimator=args.pose_estimator)
+    if args.device:
+        pipe.to(args.device)
+    out = pipe(args.reference, args.pose, reference_pose=args.reference_pose, align_pose=args.align_pose)
+    image = out.images[0]
+    if args.skeleton:
+        image = draw_skeleton(image, out.target_poses[0])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    image.save(args.out)
+    print(f"wrote {image.size[0]}x{image.size[1]} {args.out} (stage {pipe.resolution}²)")
+    return 0
+
+
+def register_transfer(sub) -> None:
+    p = sub.add_parser("transfer", help="render the person of a reference photo in a target pose")
+    p.add_argument("reference", metavar="REF", help="the reference photo of the person")
+    p.add_argument("--pose", required=True, metavar="POSE_JSON_OR_IMAGE", help="OpenPose JSON (COCO-18 or BODY_25) or a photo of someone in the pose")
+    p.add_argument("-o", "--out", required=True, help="output image (PNG recommended)")
+    p.add_argument("--model", default=None, help="Hub id or local folder of a PGAT repository (default: weights/pgat-synth-256, or $PGAT_MODEL)")
+    p.add_argument("--resolution", type=int, default=None, help="stage to load (default: the highest in the repository)")
+    p.add_argument("--reference-pose", default=None, help="OpenPose JSON of the reference person (for --align-pose; default: estimated)")
+    p.add_argument("--align-pose", action="store_true", help="move and scale the target pose onto the reference person")
+    p.add_argument("--pose-estimator", choices=["auto", "openpose", "blazepose"], default="auto")
+    p.add_argument("--skeleton", action="store_true", help="draw the target skeleton over the result")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    p.set_defaults(func=_cmd_transfer)

@@ -140,3 +140,16 @@ def prepare_reference(image, resolution: int, name: str = "reference_image") -> 
 
 
 Pose = Union[np.ndarray, dict, str, os.PathLike, Image.Image]
+
+
+def model_or_default(model: Optional[str]) -> str:
+    """The ``--model`` a command was given, else the embedded default model, else an error saying what to pass."""
+    if model:
+        return model
+    default = default_model_path()
+    if default is None:
+        raise ValueError(
+            "no model given and the embedded default model (weights/pgat-synth-256) is not in this checkout; "
+            "pass --model ID_OR_PATH (a Hub id or a local PGAT repository) or set PGAT_MODEL"
+        )
+    return str(default)
