@@ -2,10 +2,11 @@
 
 Each stage runs alone in a fresh process (``--stages R``; ``--no_local_discriminator`` so the level trains
 with global + local perceptual loss, as every level but the last does), and reports its own peak resident memory
-(``ru_maxrss``). The first step is warm-up and not timed: the time is
-(stage seconds - first step) / (steps - 1), read from ``timings.jsonl`` and ``train_log.jsonl``.
+(``ru_maxrss``). The time is the median ``step_seconds`` of
+``train_log.jsonl`` without the first step (warm-up) and the last (it also writes the stage's sample and
+validation).
 
-    python benchmarks/train_step.py --preset synth-cpu-256 --steps 4 --out benchmarks/results/train-step-cpu.json
+    python benchmarks/train_step.py --out benchmarks/results/train-step-cpu.json
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ def run_stage(resolution: int, batch: int, bottleneck: int, steps: int) -> dict:
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])
         peak_kib = int(proc.stderr.rsplit("MAXRSS_KIB", 1)[1].split()[0])
-        timing = json.loads((Path(tmp) / "timings.jsonl").read_text().splitlines()[0])
-    per_step = timing["seconds"] / steps  # includes the end-of-stage sample + validation (one pair)
+        log = [json.loads(line) for line in (Path(tmp) / "train_log.jsonl").read_text().splitlines()]
+    # the first step builds everything (oneDNN primitives, allocations) and the last one also writes the
+    # end-of-stage sample and validation: neither is a training step's cost
+    times = sorted(r["step_seconds"] for r in log[1:-1])
+    per_step = times[len(times) // 2]
     return {
         "resolution": resolution, "batch_size": batch, "bottleneck_channels": bottleneck, "steps": steps,
         "seconds_per_step": per_step, "steps_per_second": 1 / per_step, "images_per_second": batch / per_step,
@@ -56,7 +60,7 @@ def run_stage(resolution: int, batch: int, bottleneck: int, steps: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="64:4:64,128:4:64,256:4:64,64:1:1024,256:1:1024", help="resolution:batch:bottleneck_channels, comma-separated")
-    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--steps", type=int, default=7)
     p.add_argument("--out", default=None)
     args = p.parse_args()
     results = []

@@ -392,7 +392,7 @@ def main(args: argparse.Namespace) -> Path:
 
         step_in_stage = start
         state = {"global_step": state["global_step"], "stage_index": stage_index, "step_in_stage": step_in_stage}
-        t0, micro = time.perf_counter(), 0
+        t0 = last = time.perf_counter()
         for batch in loader:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             # §3: L2 criterion during the first half of every level, L1 during the second
@@ -421,16 +421,17 @@ def main(args: argparse.Namespace) -> Path:
                     d_optimizer.zero_grad(set_to_none=True)
                     logs["d_loss"] = d_terms["loss"].detach()
                     logs["d_real"], logs["d_fake"] = d_terms["real_score"], d_terms["fake_score"]
-            micro += 1
             if not accelerator.sync_gradients:
                 continue
 
             step_in_stage += 1
             state = {"global_step": state["global_step"] + 1, "stage_index": stage_index, "step_in_stage": step_in_stage}
             scalars = {k: float(v.detach()) for k, v in logs.items()}
-            scalars.update(resolution=res, criterion_l1=float(criterion == "l1"))
+            now = time.perf_counter()
+            scalars.update(resolution=res, criterion_l1=float(criterion == "l1"), step_seconds=now - last)
+            last = now
             progress.update(1)
-            progress.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution",)}, refresh=False)
+            progress.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution", "step_seconds")}, refresh=False)
             accelerator.log(scalars, step=state["global_step"])
             if accelerator.is_main_process:
                 with open(out / "train_log.jsonl", "a") as f:
