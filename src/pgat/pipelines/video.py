@@ -354,13 +354,10 @@ class PGATVideoPipeline(PGATPipeline):
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
-    from .utils import default_model_path
+    from .utils import model_or_default
 
-    model = args.model or default_model_path()
-    if model is None:
-        raise ValueError("no model given and the embedded default model (weights/pgat-synth-256) is not in this checkout; pass --model ID_OR_PATH")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pipe = PGATVideoPipeline.from_pretrained(model, resolution=args.resolution, pose_estimator=args.pose_estimator)
+    pipe = PGATVideoPipeline.from_pretrained(model_or_default(args.model), resolution=args.resolution, pose_estimator=args.pose_estimator)
     if args.device:
         pipe.to(args.device)
     out = pipe(
