@@ -8,3 +8,5 @@ from .pipelines import PGATPipeline, PGATPipelineOutput  # noqa: E402
 __all__ = ["LocalDiscriminator", "PGATModel", "PGATModelOutput", "PGATPipeline", "PGATPipelineOutput", "__version__"]
 from .pipelines import PGATVideoPipeline, PGATVideoPipelineOutput  # noqa: E402
 __all__ += ["PGATVideoPipeline", "PGATVideoPipelineOutput"]
+from .pipelines import PGATTryOnPipeline, PGATTryOnPipelineOutput  # noqa: E402
+__all__ += ["PGATTryOnPipeline", "PGATTryOnPipelineOutput"]

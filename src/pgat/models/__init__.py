@@ -4,3 +4,4 @@ from .autoencoder import PGATModel, PGATModelOutput
 from .discriminator import LocalDiscriminator, LocalDiscriminatorOutput
 
 __all__ = ["LocalDiscriminator", "LocalDiscriminatorOutput", "PGATModel", "PGATModelOutput"]
+from .flow import AppearanceFlowModel, AppearanceFlowModelOutput, warp  # noqa: F401

@@ -1,0 +1,338 @@
+"""Virtual try-on (paper fig. 9): AppearanceFlowModel and warp, train/flow.py, PGATTryOnPipeline, `pgat tryon`."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from pgat import PGATModel, PGATPipeline, PGATTryOnPipeline
+from pgat.cli import main as cli_main
+from pgat.data.synthetic import TOP, SynthHumans
+from pgat.models import AppearanceFlowModel, warp
+from pgat.models.flow import CANONICAL_POSE_SOURCE, default_canonical_pose, mask_iou
+from pgat.pipelines.tryon import transfer_mask, upper_body_region
+from pgat.pose import read_deepfashion_annotations, write_openpose_json
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "train" / "flow.py"
+TINY_FLOW = dict(block_out_channels=(4, 8, 16, 16), sample_size=64)
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="2")
+    return env
+
+
+def _train(out, *extra):
+    cmd = [sys.executable, str(SCRIPT), "--resolution", "64", "--block_out_channels", "4,8,16,16,16", "--train_batch_size", "4",
+           "--synth_pairs", "128", "--cache_pairs", "--num_validation_pairs", "4", "--output_dir", str(out), *extra]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _as_tensors(item, side):
+    image = torch.from_numpy(item[side]).permute(2, 0, 1).float()[None] / 127.5 - 1
+    mask = torch.from_numpy(item[f"{side}_parsing"] == TOP).float()[None, None]
+    return image * mask, mask
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return SynthHumans(resolution=64, split="test", seed=0, length=32)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    torch.manual_seed(0)
+    model = PGATModel(resolution=64, bottleneck_channels=16).eval()
+    flow = AppearanceFlowModel(**TINY_FLOW, canonical_pose=default_canonical_pose()).eval()
+    return PGATTryOnPipeline(model=model, flow=flow, pose_estimator=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the flow model and warp
+# ---------------------------------------------------------------------------------------------
+
+
+def test_flow_model_starts_as_identity():
+    torch.manual_seed(0)
+    model = AppearanceFlowModel(**TINY_FLOW)
+    garment = torch.rand(2, 3, 64, 64) * 2 - 1
+    mask = (torch.rand(2, 1, 64, 64) > 0.5).float()
+    out = model(garment, mask, mask.flip(-1))
+    assert out.flow.shape == (2, 2, 64, 64)
+    assert torch.count_nonzero(out.flow) == 0  # zero-initialised last layer
+    # the identity grid hits pixel centres exactly (align_corners=False): no interpolation blur
+    torch.testing.assert_close(out.warped_garment, garment, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.warped_mask, mask, atol=1e-5, rtol=0)
+    # and it still learns: a gradient reaches the zero layer
+    (out.warped_mask - mask.flip(-1)).abs().mean().backward()
+    assert model.conv_out.weight.grad.abs().sum() > 0
+
+
+def test_warp_moves_by_normalised_offsets_with_zero_padding():
+    image = torch.arange(2 * 3 * 8 * 16, dtype=torch.float32).reshape(2, 3, 8, 16)
+    flow = torch.zeros(2, 2, 8, 16)
+    flow[:, 0] = 2 / 16  # one pixel to the right in x: output j takes input j + 1
+    flow[:, 1] = -2 * 2 / 8  # two pixels up in y: output i takes input i - 2
+    out = warp(image, flow)
+    torch.testing.assert_close(out[:, :, 2:, :-1], image[:, :, :-2, 1:], atol=1e-3, rtol=0)
+    assert out[:, :, :2].abs().max() == 0 and out[:, :, :, -1].abs().max() == 0  # from outside: zeros
+
+
+def test_flow_model_save_load_round_trip(tmp_path):
+    torch.manual_seed(1)
+    model = AppearanceFlowModel(**TINY_FLOW, canonical_pose=default_canonical_pose())
+    torch.nn.init.normal_(model.conv_out.weight, std=0.01)  # a non-trivial flow
+    model.save_pretrained(tmp_path / "flow")
+    assert (tmp_path / "flow" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = AppearanceFlowModel.from_pretrained(tmp_path / "flow")
+    assert loaded.config.canonical_pose == default_canonical_pose()
+    x, m = torch.rand(1, 3, 64, 64), torch.ones(1, 1, 64, 64)
+    torch.testing.assert_close(loaded(x, m, m).flow, model(x, m, m).flow)
+    assert model(x, m, m).flow.abs().max() > 0
+
+
+def test_canonical_pose_is_the_documented_frontal_deepfashion_pose(shared_data):
+    table = read_deepfashion_annotations(shared_data / "deepfashion" / "fasion-annotation-test.csv", frame="256x256")
+    pose = np.asarray(default_canonical_pose())
+    np.testing.assert_array_equal(pose, table[CANONICAL_POSE_SOURCE])
+    assert (pose >= 0).all()  # all 18 points
+    assert pose[2, 0] < pose[1, 0] < pose[5, 0] and pose[8, 0] < pose[11, 0]  # facing the camera
+
+
+def test_flow_model_bad_inputs():
+    model = AppearanceFlowModel(**TINY_FLOW)
+    x, m = torch.rand(1, 3, 64, 64), torch.ones(1, 1, 64, 64)
+    with pytest.raises(ValueError, match=r"`target_mask` must be a \(1, 1, 64, 64\).*got \(1, 1, 32, 32\)"):
+        model(x, m, torch.ones(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model(torch.rand(1, 3, 60, 60), torch.ones(1, 1, 60, 60), torch.ones(1, 1, 60, 60))
+    with pytest.raises(ValueError, match="`garment` must be a"):
+        model(torch.rand(1, 4, 64, 64), m, m)
+    with pytest.raises(ValueError, match="`canonical_pose` must be 18"):
+        AppearanceFlowModel(canonical_pose=[[0.0, 0.0]] * 17)
+    with pytest.raises(ValueError, match="`sample_size` must be a positive multiple of 16"):
+        AppearanceFlowModel(block_out_channels=(4, 8, 8, 8, 8), sample_size=40)
+    with pytest.raises(ValueError, match=r"`flow` must have shape \(1, 2, 64, 64\)"):
+        warp(x, torch.zeros(1, 2, 32, 32))
+
+
+# ---------------------------------------------------------------------------------------------
+# masks across poses
+# ---------------------------------------------------------------------------------------------
+
+
+def test_transfer_mask_follows_the_body(pairs):
+    """Carrying the reference's top mask to the target pose part by part lands on the target's real top
+    (pairs where both poses show the torso: shoulders and hips, what the pipeline asks for)."""
+    moved, unmoved, self_iou = [], [], []
+    torso = [2, 5, 8, 11]
+    usable = [i for i in range(len(pairs)) if (pairs[i]["reference_keypoints"][torso] >= 0).all() and (pairs[i]["target_keypoints"][torso] >= 0).all()]
+    assert len(usable) >= 8
+    for i in usable[:8]:
+        item = pairs[i]
+        src = torch.from_numpy(item["reference_parsing"] == TOP).float()
+        tgt = torch.from_numpy(item["target_parsing"] == TOP).float()
+        out = transfer_mask(src, item["reference_keypoints"], item["target_keypoints"])
+        moved.append(float(mask_iou(out[None, None], tgt[None, None])))
+        unmoved.append(float(mask_iou(src[None, None], tgt[None, None])))
+        self_iou.append(float(mask_iou(transfer_mask(src, item["reference_keypoints"], item["reference_keypoints"])[None, None], src[None, None])))
+    print(f"top-mask IoU with the target's top, {len(moved)} pairs: unmoved {np.mean(unmoved):.3f}, carried part by part {np.mean(moved):.3f}")
+    assert np.mean(moved) > np.mean(unmoved) + 0.2, (moved, unmoved)
+    assert np.mean(self_iou) > 0.9
+    region = upper_body_region(pairs[0]["reference_keypoints"], 64, 64)
+    top = torch.from_numpy(pairs[0]["reference_parsing"] == TOP).float()
+    assert (region * top).sum() / top.sum() > 0.9  # the top lies in the torso/arm region
+    assert region.mean() < 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# train/flow.py
+# ---------------------------------------------------------------------------------------------
+
+
+def test_train_script_writes_flow_folder_and_resumes_exactly(tmp_path):
+    out = tmp_path / "repo"
+    _train(out, "--max_train_steps", "4", "--checkpointing_steps", "2", "--perceptual_network", "vgg19")
+    assert (out / "flow" / "config.json").is_file()
+    weights = load_file(str(out / "flow" / "diffusion_pytorch_model.safetensors"))
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["flow"] == ["pgat", "AppearanceFlowModel"]
+    config = json.loads((out / "flow" / "config.json").read_text())
+    assert config["_class_name"] == "AppearanceFlowModel" and config["sample_size"] == 64
+    assert config["canonical_pose"] == default_canonical_pose()
+    logged = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 3, 4]
+    assert {"perceptual", "l1", "mask", "tv"} <= set(logged[0])
+    assert json.loads((out / "training_config.json").read_text())["max_train_steps"] == 4
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+
+    # resume from step 2 and finish: the same weights as the uninterrupted run
+    shutil.rmtree(out / "flow")
+    _train(out, "--max_train_steps", "4", "--checkpointing_steps", "2", "--perceptual_network", "vgg19", "--resume_from_checkpoint", "latest")
+    logged = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 3, 4, 3, 4]  # only steps 3-4 again
+    assert logged[2] == logged[4] and logged[3] == logged[5]
+    resumed = load_file(str(out / "flow" / "diffusion_pytorch_model.safetensors"))
+    for k in weights:
+        torch.testing.assert_close(resumed[k], weights[k], atol=0, rtol=0)
+
+
+def test_trained_flow_warps_garment_closer_to_target(tmp_path, pairs):
+    """200 steps at 64² (tiny widths, no perceptual term): the warped top overlaps the target's top more than
+    the unmoved top does, on held-out identities and poses."""
+    out = tmp_path / "flow-run"
+    _train(out, "--max_train_steps", "200", "--learning_rate", "1e-3", "--mask_weight", "5", "--perceptual_weight", "0",
+           "--checkpointing_steps", "0")
+    flow = AppearanceFlowModel.from_pretrained(out / "flow").eval()
+    garments, gms, tms = [], [], []
+    for i in range(len(pairs)):
+        g, gm = _as_tensors(pairs[i], "reference")
+        _, tm = _as_tensors(pairs[i], "target")
+        garments.append(g), gms.append(gm), tms.append(tm)
+    g, gm, tm = torch.cat(garments), torch.cat(gms), torch.cat(tms)
+    with torch.no_grad():
+        warped = flow(g, gm, tm).warped_mask
+    trained, identity = float(mask_iou(warped, tm).mean()), float(mask_iou(gm, tm).mean())
+    print(f"mask IoU with the target top, 32 test pairs: identity flow {identity:.3f}, trained flow {trained:.3f}")
+    assert trained > identity + 0.08, (trained, identity)
+
+
+def test_train_script_bad_arguments(tmp_path):
+    cmd = [sys.executable, str(SCRIPT), "--resolution", "72", "--output_dir", str(tmp_path / "o"), "--dry_run"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "`--resolution` must be at least 64 and a multiple of 16" in proc.stderr
+    cmd = [sys.executable, str(SCRIPT), "--config", "flow-synth", "--max_train_steps", "7", "--output_dir", str(tmp_path / "o"), "--dry_run"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(proc.stdout)
+    assert config["max_train_steps"] == 7 and config["resolution"] == 256 and config["block_out_channels"] == [32, 64, 128, 256, 256]
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# the pipeline
+# ---------------------------------------------------------------------------------------------
+
+
+def _photo(item, side, size=None):
+    image = Image.fromarray(item[side])
+    mask = item[f"{side}_parsing"] == TOP
+    kps = item[f"{side}_keypoints"]
+    if size is not None:  # a non-square photo: the person's 64² picture padded on the right and below
+        canvas = Image.new("RGB", size, (255, 255, 255))
+        canvas.paste(image, (0, 0))
+        full = np.zeros((size[1], size[0]), bool)
+        full[:64, :64] = mask
+        image, mask = canvas, full
+    return image, mask, kps
+
+
+def test_pipeline_runs_end_to_end_with_intermediates(tiny_pipe, pairs):
+    person, person_mask, person_kps = _photo(pairs[0], "reference", size=(64, 96))
+    garment, garment_mask, garment_kps = _photo(pairs[1], "reference")
+    out = tiny_pipe(person, garment, person_mask=person_mask, garment_mask=garment_mask, person_pose=person_kps, garment_pose=garment_kps)
+    assert out.images[0].size == (64, 96)  # the person photo's size
+    for name in ("canonical_person", "canonical_garment", "warped_garment", "garment_mask"):
+        assert getattr(out, name)[0].size == (64, 64), name
+    mask = np.asarray(out.garment_mask[0])[:, :, 0] > 127
+    # the composite region is the person's top carried to the canonical pose: inside the canonical torso/arm region
+    canonical = tiny_pipe.canonical_keypoints()
+    np.testing.assert_allclose(canonical, (np.asarray(default_canonical_pose()) + 0.5) * 64 / 256 - 0.5)
+    region = upper_body_region(canonical, 64, 64).numpy() > 0.5
+    assert mask.sum() > 50 and (mask & ~region).sum() == 0
+    # with an untrained flow the warped garment is the canonical garment inside the garment's carried mask, black outside
+    source = transfer_mask(torch.from_numpy(garment_mask).float(), garment_kps, canonical).numpy()
+    warped = np.asarray(out.warped_garment[0]).astype(int)
+    canon_g = np.asarray(out.canonical_garment[0]).astype(int)
+    full, empty = source > 0.999, source == 0
+    assert full.sum() > 50 and empty.sum() > 50
+    assert np.abs(warped - canon_g)[full].max() <= 1 and warped[empty].max() == 0
+
+    raw = tiny_pipe(person, garment, person_mask=person_mask, garment_mask=garment_mask, person_pose=person_kps,
+                    garment_pose=garment_kps, restore_pose=False, output_type="np")
+    assert raw.images.shape == (1, 64, 64, 3) and raw.garment_mask.shape == (1, 64, 64, 3)
+    # the composite: garment pixels inside the pasted region, canonical person elsewhere
+    untouched = raw.garment_mask[0][..., 0] == 0
+    assert untouched.sum() > 1000
+    np.testing.assert_allclose(raw.images[0][untouched], raw.canonical_person[0][untouched], atol=2 / 255 + 1e-6)
+    assert np.abs(raw.images[0][mask] - raw.canonical_person[0][mask]).max() > 0.1  # the garment was pasted
+
+
+def test_pipeline_save_and_load_with_flow_folder(tiny_pipe, tmp_path, pairs):
+    tiny_pipe.save_pretrained(tmp_path / "repo")
+    assert (tmp_path / "repo" / "flow" / "diffusion_pytorch_model.safetensors").is_file()
+    assert json.loads((tmp_path / "repo" / "model_index.json").read_text())["flow"] == ["pgat", "AppearanceFlowModel"]
+    loaded = PGATTryOnPipeline.from_pretrained(tmp_path / "repo", pose_estimator=None)
+    assert loaded.flow.config.canonical_pose == tiny_pipe.flow.config.canonical_pose
+    person, pm, pk = _photo(pairs[2], "reference")
+    garment, gm, gk = _photo(pairs[3], "reference")
+    a = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np").images
+    b = loaded(person, garment, pm, gm, pk, gk, output_type="np").images
+    np.testing.assert_array_equal(a, b)
+
+
+def test_cli_tryon(tiny_pipe, tmp_path, pairs, capsys):
+    repo = tmp_path / "repo"
+    tiny_pipe.save_pretrained(repo)
+    person, pm, pk = _photo(pairs[4], "reference", size=(64, 80))
+    garment, gm, gk = _photo(pairs[5], "reference")
+    person.save(tmp_path / "person.png"), garment.save(tmp_path / "garment.png")
+    Image.fromarray(pm.astype(np.uint8) * 255).save(tmp_path / "pm.png")
+    Image.fromarray(gm.astype(np.uint8) * 255).save(tmp_path / "gm.png")
+    write_openpose_json(pk, tmp_path / "pk.json"), write_openpose_json(gk, tmp_path / "gk.json")
+    args = ["tryon", str(tmp_path / "person.png"), str(tmp_path / "garment.png"), "--model", str(repo),
+            "--person-mask", str(tmp_path / "pm.png"), "--person-pose", str(tmp_path / "pk.json"), "--garment-pose", str(tmp_path / "gk.json")]
+    assert cli_main([*args, "-o", str(tmp_path / "out.png"), "--garment-mask", str(tmp_path / "gm.png"), "--save-intermediates"]) == 0
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.size == (64, 80)
+    for name in ("canonical-person", "canonical-garment", "warped-garment", "garment-mask"):
+        assert (tmp_path / f"out-{name}.png").is_file(), name
+    # the same as the Python API
+    api = tiny_pipe(person, garment, pm, gm, pk, gk)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.asarray(api.images[0]))
+    # a mask file that is not there: a message, exit code 2, no output
+    code = cli_main([*args, "-o", str(tmp_path / "bad.png"), "--garment-mask", str(tmp_path / "missing.png")])
+    assert code == 2 and not (tmp_path / "bad.png").exists()
+    err = capsys.readouterr().err
+    assert "`garment_mask` file" in err and "missing.png" in err
+
+
+def test_pipeline_bad_inputs(tiny_pipe, tmp_path, pairs):
+    person, pm, pk = _photo(pairs[0], "reference")
+    garment, gm, gk = _photo(pairs[1], "reference")
+    # a repository without flow/
+    PGATPipeline(model=tiny_pipe.model).save_pretrained(tmp_path / "noflow")
+    with pytest.raises(FileNotFoundError, match="has no flow/ folder"):
+        PGATTryOnPipeline.from_pretrained(tmp_path / "noflow", pose_estimator=None)
+    # a mask of the wrong size
+    with pytest.raises(ValueError, match=r"`garment_mask` must have the size of its photo, 64x64 .* got 32x48"):
+        tiny_pipe(person, garment, pm, np.ones((48, 32), bool), pk, gk)
+    # an unreadable image, a missing one
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="`garment_image` file .*broken.png' is not a readable image"):
+        tiny_pipe(person, tmp_path / "broken.png", pm, gm, pk, gk)
+    with pytest.raises(FileNotFoundError, match="`person_image` file .*nope.png' does not exist"):
+        tiny_pipe(tmp_path / "nope.png", garment, pm, gm, pk, gk)
+    # a pose without a torso, no pose and no estimator, no flow model
+    no_torso = np.full((18, 2), -1.0, np.float32)
+    no_torso[0] = (30, 10)
+    with pytest.raises(ValueError, match="`person_pose` needs both shoulders and both hips"):
+        tiny_pipe(person, garment, pm, gm, no_torso, gk)
+    with pytest.raises(ValueError, match="`person_pose` is an image, which needs a pose estimator"):
+        tiny_pipe(person, garment, pm, gm, None, gk)
+    with pytest.raises(ValueError, match="no `flow` model"):
+        PGATTryOnPipeline(model=tiny_pipe.model, pose_estimator=None)(person, garment, pm, gm, pk, gk)
+    with pytest.raises(ValueError, match="`output_type` must be"):
+        tiny_pipe(person, garment, pm, gm, pk, gk, output_type="latent")
