@@ -31,11 +31,12 @@ def register_stages(sub) -> None:
 
 from .data.readers import register_synth  # noqa: E402
 from .evaluation import register_evaluate  # noqa: E402
+from .pipelines.pose_transfer import register_transfer  # noqa: E402
 from .video_dataset import register_prepare_video  # noqa: E402
 from .pipelines.video import register_video  # noqa: E402
 from .pipelines.tryon import register_tryon  # noqa: E402
 
-COMMANDS = [register_stages, register_synth, register_prepare_video, register_evaluate, register_video, register_tryon]
+COMMANDS = [register_stages, register_transfer, register_synth, register_prepare_video, register_evaluate, register_video, register_tryon]
 
 
 def build_parser() -> argparse.ArgumentParser:
