@@ -12,7 +12,7 @@ from pgat.pose import (
     FLIP_INDEX,
     KEYPOINT_INDEX,
     OPENPOSE_COLORS,
-    Letterbox,
+
     draw_skeleton,
     heatmaps,
     letterbox,

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
-import os
 import sys
 import time
 from pathlib import Path

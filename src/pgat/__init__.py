@@ -2,11 +2,18 @@
 
 __version__ = "0.1.0"
 
-from .models import LocalDiscriminator, PGATModel, PGATModelOutput  # noqa: E402
-from .pipelines import PGATPipeline, PGATPipelineOutput  # noqa: E402
+from .models import AppearanceFlowModel, LocalDiscriminator, PGATModel, PGATModelOutput  # noqa: E402
+from .pipelines import (  # noqa: E402
+    PGATPipeline,
+    PGATPipelineOutput,
+    PGATTryOnPipeline,
+    PGATTryOnPipelineOutput,
+    PGATVideoPipeline,
+    PGATVideoPipelineOutput,
+)
 
-__all__ = ["LocalDiscriminator", "PGATModel", "PGATModelOutput", "PGATPipeline", "PGATPipelineOutput", "__version__"]
-from .pipelines import PGATVideoPipeline, PGATVideoPipelineOutput  # noqa: E402
-__all__ += ["PGATVideoPipeline", "PGATVideoPipelineOutput"]
-from .pipelines import PGATTryOnPipeline, PGATTryOnPipelineOutput  # noqa: E402
-__all__ += ["PGATTryOnPipeline", "PGATTryOnPipelineOutput"]
+__all__ = [
+    "AppearanceFlowModel", "LocalDiscriminator", "PGATModel", "PGATModelOutput",
+    "PGATPipeline", "PGATPipelineOutput", "PGATTryOnPipeline", "PGATTryOnPipelineOutput",
+    "PGATVideoPipeline", "PGATVideoPipelineOutput", "__version__",
+]

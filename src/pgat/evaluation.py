@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 
 DEFAULT_METRICS = ("ssim", "ms_ssim", "local_ssim")

@@ -2,6 +2,9 @@
 
 from .autoencoder import PGATModel, PGATModelOutput
 from .discriminator import LocalDiscriminator, LocalDiscriminatorOutput
+from .flow import AppearanceFlowModel, AppearanceFlowModelOutput, warp
 
-__all__ = ["LocalDiscriminator", "LocalDiscriminatorOutput", "PGATModel", "PGATModelOutput"]
-from .flow import AppearanceFlowModel, AppearanceFlowModelOutput, warp  # noqa: F401
+__all__ = [
+    "AppearanceFlowModel", "AppearanceFlowModelOutput", "LocalDiscriminator", "LocalDiscriminatorOutput",
+    "PGATModel", "PGATModelOutput", "warp",
+]

@@ -14,7 +14,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from ..hub import list_stages, load_model_folder, resolve_stage, save_stage, write_model_card
+from ..hub import list_stages, load_model_folder, read_model_index, resolve_stage, save_stage, write_model_card
 from ..models import PGATModel
 from ..pose import align_to
 from ..stages import stage_folder
@@ -116,8 +116,6 @@ class PGATPipeline(DiffusionPipeline):
         model = load_model_folder(repo / stage_folder(resolution), PGATModel, torch_dtype=torch_dtype).eval()
         pipe = cls(model=model, pose_estimator=pose_estimator)
         pipe._load_extras(repo, torch_dtype)
-        from ..hub import read_model_index
-
         pipe._available_stages = sorted(read_model_index(repo).get("stages", [])) or list_stages(repo) or [resolution]
         return pipe
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -138,8 +138,6 @@ def prepare_reference(image, resolution: int, name: str = "reference_image") -> 
     box = Letterbox.fit(picture.size[0], picture.size[1], resolution)
     return picture, box, to_tensor(box.image_to_square(picture))
 
-
-Pose = Union[np.ndarray, dict, str, os.PathLike, Image.Image]
 
 
 def model_or_default(model: Optional[str]) -> str:
