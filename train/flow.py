@@ -227,7 +227,7 @@ def main(args: argparse.Namespace) -> Path:
     from pgat.losses import PerceptualLoss
     from pgat.models.flow import AppearanceFlowModel, default_canonical_pose
     from pgat.training_utils import StepBatchSampler, load_torch_state, resolve_checkpoint, set_rng_state, write_json
-    from progressive import _optimizer_of, save_checkpoint  # the same checkpoint layout as the generator's
+    from progressive import save_checkpoint  # the same checkpoint layout as the generator's
 
     out = Path(args.output_dir)
     accelerator = Accelerator(
@@ -310,7 +310,7 @@ def main(args: argparse.Namespace) -> Path:
                     f.write(json.dumps({"step": global_step, **metrics}) + "\n")
                 accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=global_step)
         if args.checkpointing_steps and global_step % args.checkpointing_steps == 0 and not last:
-            save_checkpoint(accelerator, args, state, model, _optimizer_of(optimizer), None, None)
+            save_checkpoint(accelerator, args, state, model, optimizer, None, None)
     progress.close()
 
     # 4. the flow folder of the repository, listed in model_index.json
