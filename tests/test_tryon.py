@@ -294,6 +294,26 @@ def test_pipeline_runs_end_to_end_with_intermediates(tiny_pipe, pairs):
     assert np.abs(raw.images[0][mask] - raw.canonical_person[0][mask]).max() > 0.1  # the garment was pasted
 
 
+def test_pipeline_automatic_masks_on_a_real_photo(tiny_pipe):
+    """No masks and no poses given: BlazePose finds the pose and the person mask of a real photo (Ultralytics'
+    ``assets/bus.jpg``, 810x1080, read as a file only), and the garment region is the person within the torso and arms."""
+    import importlib.metadata
+
+    try:
+        path = importlib.metadata.distribution("ultralytics").locate_file("ultralytics/assets/bus.jpg")
+    except importlib.metadata.PackageNotFoundError:
+        path = None
+    if path is None or not os.path.isfile(path):
+        pytest.skip("needs the bus.jpg photo of the `ultralytics` wheel: pip install --no-deps ultralytics")
+    pipe = PGATTryOnPipeline(model=tiny_pipe.model, flow=tiny_pipe.flow, pose_estimator="blazepose")
+    out = pipe(path, path, output_type="np")
+    assert out.images.shape == (1, 1080, 810, 3)
+    pasted = out.garment_mask[0][..., 0] > 0.5
+    region = upper_body_region(pipe.canonical_keypoints(), 64, 64).numpy() > 0.5
+    assert (pasted & ~region).sum() == 0
+    assert 0.5 * region.sum() < pasted.sum() < region.sum()  # the man's coat fills most, not all, of the boxes
+
+
 def test_pipeline_save_and_load_with_flow_folder(tiny_pipe, tmp_path, pairs):
     tiny_pipe.save_pretrained(tmp_path / "repo")
     assert (tmp_path / "repo" / "flow" / "diffusion_pytorch_model.safetensors").is_file()
@@ -305,6 +325,32 @@ def test_pipeline_save_and_load_with_flow_folder(tiny_pipe, tmp_path, pairs):
     a = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np").images
     b = loaded(person, garment, pm, gm, pk, gk, output_type="np").images
     np.testing.assert_array_equal(a, b)
+
+
+def _offline_cache(repo, cache_dir, folders):
+    """A Hub cache (huggingface_hub's layout) holding ``folders`` of ``repo`` for the id ``org/pgat-tryon``."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    cache = cache_dir / "models--org--pgat-tryon"
+    (cache / "refs").mkdir(parents=True)
+    (cache / "refs" / "main").write_text(commit)
+    snap = cache / "snapshots" / commit
+    snap.mkdir(parents=True)
+    shutil.copy(repo / "model_index.json", snap / "model_index.json")
+    for folder in folders:
+        shutil.copytree(repo / folder, snap / folder)
+
+
+def test_load_by_hub_id_fetches_the_flow_folder(tiny_pipe, tmp_path):
+    repo = tmp_path / "repo"
+    tiny_pipe.save_pretrained(repo)
+    _offline_cache(repo, tmp_path / "with", ["stage-0064", "flow"])
+    pipe = PGATTryOnPipeline.from_pretrained("org/pgat-tryon", cache_dir=tmp_path / "with", local_files_only=True, pose_estimator=None)
+    assert pipe.resolution == 64 and pipe.flow.config.canonical_pose == tiny_pipe.flow.config.canonical_pose
+    for a, b in zip(pipe.flow.parameters(), tiny_pipe.flow.parameters()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    _offline_cache(repo, tmp_path / "without", ["stage-0064"])
+    with pytest.raises(FileNotFoundError, match="has no flow/ folder .*train/flow.py"):
+        PGATTryOnPipeline.from_pretrained("org/pgat-tryon", cache_dir=tmp_path / "without", local_files_only=True, pose_estimator=None)
 
 
 def test_cli_tryon(tiny_pipe, tmp_path, pairs, capsys):
