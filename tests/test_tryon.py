@@ -314,6 +314,23 @@ def test_pipeline_automatic_masks_on_a_real_photo(tiny_pipe):
     assert 0.5 * region.sum() < pasted.sum() < region.sum()  # the man's coat fills most, not all, of the boxes
 
 
+def test_pipeline_runs_the_flow_at_its_own_size(pairs):
+    """A 128² stage with a flow model of sample size 64²: the flow is predicted at 64² and resized; a constant flow
+    of one 64²-pixel to the right moves the garment by exactly two 128²-pixels."""
+    torch.manual_seed(0)
+    flow = AppearanceFlowModel(**TINY_FLOW, canonical_pose=default_canonical_pose()).eval()
+    pipe = PGATTryOnPipeline(model=PGATModel(resolution=128, bottleneck_channels=16).eval(), flow=flow, pose_estimator=None)
+    person, pm, pk = _photo(pairs[0], "reference")
+    garment, gm, gk = _photo(pairs[1], "reference")
+    still = pipe(person, garment, pm, gm, pk, gk, output_type="np")
+    with torch.no_grad():
+        flow.conv_out.bias.copy_(torch.tensor([2 / 64, 0.0]))
+    moved = pipe(person, garment, pm, gm, pk, gk, output_type="np")
+    assert moved.images.shape == (1, 64, 64, 3) and moved.warped_garment.shape == (1, 128, 128, 3)
+    np.testing.assert_allclose(moved.warped_garment[0][:, :-2], still.warped_garment[0][:, 2:], atol=1 / 255 + 1e-6)
+    assert np.abs(moved.warped_garment[0] - still.warped_garment[0]).max() > 0.2
+
+
 def test_pipeline_save_and_load_with_flow_folder(tiny_pipe, tmp_path, pairs):
     tiny_pipe.save_pretrained(tmp_path / "repo")
     assert (tmp_path / "repo" / "flow" / "diffusion_pytorch_model.safetensors").is_file()

