@@ -19,7 +19,7 @@ The output folder gets ``flow/`` (``AppearanceFlowModel.save_pretrained``, safet
 folders. Conventions as ``train/progressive.py``: a YAML preset (``--config``), ``training_config.json``,
 ``train_log.jsonl``, ``validation.jsonl`` (mask IoU of the warped garment, and of the unwarped one for
 reference), batches fixed by ``(seed, step)`` and crash-safe ``checkpoint-N/`` folders that
-``--resume_from_checkpoint latest`` continues from exactly (the checkpoint writer is ``progressive.save_checkpoint``;
+``--resume_from_checkpoint latest`` continues from exactly (the checkpoint writer is ``pgat.training_utils.save_checkpoint``;
 this script's folder is on ``sys.path`` when it runs, as for any script).
 """
 
@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 
 logger = logging.getLogger("pgat.train.flow")
@@ -87,19 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    from pgat.training_utils import load_preset
+    from pgat.training_utils import parse_args_with_preset
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.config:
-        path = Path(args.config)
-        if not path.exists() and (CONFIG_DIR / f"{args.config}.yaml").exists():
-            path = CONFIG_DIR / f"{args.config}.yaml"
-        known = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
-        parser.set_defaults(**load_preset(path, known))
-        args = parser.parse_args(argv)  # flags on the command line win over the preset
-        args.config = str(path)
-    return args
+    return parse_args_with_preset(build_parser(), argv, CONFIG_DIR)
 
 
 def check_args(args) -> List[int]:
@@ -228,7 +217,7 @@ def main(args: argparse.Namespace) -> Path:
     from pgat.losses import PerceptualLoss
     from pgat.models.flow import AppearanceFlowModel, default_canonical_pose
     from pgat.training_utils import StepBatchSampler, load_torch_state, resolve_checkpoint, set_rng_state, write_json
-    from progressive import save_checkpoint  # the same checkpoint layout as the generator's
+    from pgat.training_utils import save_checkpoint
 
     out = Path(args.output_dir)
     accelerator = Accelerator(
@@ -311,7 +300,7 @@ def main(args: argparse.Namespace) -> Path:
                     f.write(json.dumps({"step": global_step, **metrics}) + "\n")
                 accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=global_step)
         if args.checkpointing_steps and global_step % args.checkpointing_steps == 0 and not last:
-            save_checkpoint(accelerator, args, state, model, optimizer, None, None)
+            save_checkpoint(accelerator, args.output_dir, args.checkpoints_total_limit, state, model, optimizer)
     progress.close()
 
     # 4. the flow folder of the repository, listed in model_index.json

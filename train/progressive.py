@@ -99,19 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    from pgat.training_utils import load_preset
+    from pgat.training_utils import parse_args_with_preset
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.config:
-        path = Path(args.config)
-        if not path.exists() and (CONFIG_DIR / f"{args.config}.yaml").exists():
-            path = CONFIG_DIR / f"{args.config}.yaml"
-        known = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
-        parser.set_defaults(**load_preset(path, known))
-        args = parser.parse_args(argv)  # flags given on the command line win over the preset
-        args.config = str(path)
-    return args
+    return parse_args_with_preset(build_parser(), argv, CONFIG_DIR)
 
 
 def resolve_schedule(args) -> List[Dict[str, int]]:
@@ -227,38 +217,6 @@ def validate(model, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(accelerator, args, state: Dict, model, optimizer, discriminator, d_optimizer) -> Optional[Path]:
-    """Every rank saves its RNG state; the main process writes the rest, then publishes the folder."""
-    from pgat.training_utils import begin_checkpoint, commit_checkpoint, rng_state, save_torch_state, write_json
-
-    out = Path(args.output_dir)
-    tmp = out / f"checkpoint-{state['global_step']}.tmp"
-    if accelerator.is_main_process:
-        begin_checkpoint(out, state["global_step"])
-    accelerator.wait_for_everyone()
-    save_torch_state(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(tmp / "model")
-        save_torch_state(_optimizer_of(optimizer).state_dict(), tmp / "optimizer.pt")
-        if discriminator is not None:
-            accelerator.unwrap_model(discriminator).save_pretrained(tmp / "discriminator")
-            save_torch_state(_optimizer_of(d_optimizer).state_dict(), tmp / "discriminator_optimizer.pt")
-        if accelerator.scaler is not None:
-            save_torch_state(accelerator.scaler.state_dict(), tmp / "scaler.pt")
-    accelerator.wait_for_everyone()
-    final = None
-    if accelerator.is_main_process:
-        write_json(tmp / "trainer_state.json", {**state, "num_processes": accelerator.num_processes})  # written last: marks it complete
-        final = commit_checkpoint(tmp, args.checkpoints_total_limit)
-        logger.info("saved %s", final)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def _optimizer_of(opt):
-    return getattr(opt, "optimizer", opt)
-
-
 # ---------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------
@@ -281,9 +239,11 @@ def main(args: argparse.Namespace) -> Path:
     from pgat.models.discriminator import LocalDiscriminator
     from pgat.training_utils import (
         StepBatchSampler,
+        unwrap_optimizer,
         carry_optimizer_state,
         load_torch_state,
         resolve_checkpoint,
+        save_checkpoint,
         set_rng_state,
         write_json,
     )
@@ -336,7 +296,7 @@ def main(args: argparse.Namespace) -> Path:
             model = PGATModel(resolution=res, bottleneck_channels=args.bottleneck_channels)
         else:
             base = accelerator.unwrap_model(model)
-            old_optimizer, old_names = _optimizer_of(optimizer), [n for n, _ in base.named_parameters()]
+            old_optimizer, old_names = unwrap_optimizer(optimizer), [n for n, _ in base.named_parameters()]
             model = base.grow()
         if model.config.resolution != res:
             raise ValueError(f"the model is at {model.config.resolution}² but stage {stage_index} of the schedule is {res}²")
@@ -448,7 +408,7 @@ def main(args: argparse.Namespace) -> Path:
                     f.write(json.dumps(record) + "\n")
                 accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=state["global_step"])
             if args.checkpointing_steps and state["global_step"] % args.checkpointing_steps == 0 and not end_of_stage:
-                save_checkpoint(accelerator, args, state, model, optimizer, discriminator, d_optimizer)
+                save_checkpoint(accelerator, out, args.checkpoints_total_limit, state, model, optimizer, discriminator, d_optimizer)
 
         seconds = time.perf_counter() - t0
         # 6. the finished level becomes a stage folder of the output repository
@@ -459,7 +419,7 @@ def main(args: argparse.Namespace) -> Path:
         # a checkpoint at the stage boundary: resuming from it starts the next level
         state = {"global_step": state["global_step"], "stage_index": stage_index + 1, "step_in_stage": 0}
         if stage_index + 1 < len(schedule) and args.checkpointing_steps:
-            save_checkpoint(accelerator, args, state, model, optimizer, discriminator, d_optimizer)
+            save_checkpoint(accelerator, out, args.checkpoints_total_limit, state, model, optimizer, discriminator, d_optimizer)
         checkpoint = None
 
     progress.close()

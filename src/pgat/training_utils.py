@@ -212,3 +212,53 @@ def carry_optimizer_state(old: torch.optim.Optimizer, old_names: List[str], new:
             new.state[p] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in old.state[q].items()}
             carried += 1
     return carried
+
+
+def parse_args_with_preset(parser, argv=None, config_dir: Optional[Union[str, os.PathLike]] = None):
+    """Parse ``argv`` with ``parser``; a ``--config`` preset (a YAML path, or a name in ``config_dir``) sets the
+    defaults, and flags given on the command line win over it."""
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        if not path.exists() and config_dir is not None and (Path(config_dir) / f"{args.config}.yaml").exists():
+            path = Path(config_dir) / f"{args.config}.yaml"
+        known = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
+        parser.set_defaults(**load_preset(path, known))
+        args = parser.parse_args(argv)
+        args.config = str(path)
+    return args
+
+
+def unwrap_optimizer(opt):
+    """The torch optimizer inside an accelerate-prepared one."""
+    return getattr(opt, "optimizer", opt)
+
+
+def save_checkpoint(accelerator, output_dir, total_limit, state: Dict, model, optimizer, discriminator=None, d_optimizer=None) -> Optional[Path]:
+    """Write ``checkpoint-<global_step>`` crash-safely (see the module docstring).
+
+    Every rank saves its RNG state; the main process writes the model (``model/``, safetensors), the optimizer,
+    the optional discriminator (``discriminator/``) and its optimizer, the loss scaler, then ``trainer_state.json``
+    last, and publishes the folder. ``state`` holds ``global_step`` and whatever the script needs to resume.
+    """
+    out = Path(output_dir)
+    tmp = out / f"checkpoint-{state['global_step']}.tmp"
+    if accelerator.is_main_process:
+        begin_checkpoint(out, state["global_step"])
+    accelerator.wait_for_everyone()
+    save_torch_state(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(tmp / "model")
+        save_torch_state(unwrap_optimizer(optimizer).state_dict(), tmp / "optimizer.pt")
+        if discriminator is not None:
+            accelerator.unwrap_model(discriminator).save_pretrained(tmp / "discriminator")
+            save_torch_state(unwrap_optimizer(d_optimizer).state_dict(), tmp / "discriminator_optimizer.pt")
+        if accelerator.scaler is not None:
+            save_torch_state(accelerator.scaler.state_dict(), tmp / "scaler.pt")
+    accelerator.wait_for_everyone()
+    final = None
+    if accelerator.is_main_process:
+        write_json(tmp / "trainer_state.json", {**state, "num_processes": accelerator.num_processes})  # last: marks it complete
+        final = commit_checkpoint(tmp, total_limit)
+    accelerator.wait_for_everyone()
+    return final
