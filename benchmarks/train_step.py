@@ -60,7 +60,7 @@ def run_stage(resolution: int, batch: int, bottleneck: int, steps: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="64:4:64,128:4:64,256:4:64,64:1:1024,256:1:1024", help="resolution:batch:bottleneck_channels, comma-separated")
-    p.add_argument("--steps", type=int, default=7)
+    p.add_argument("--steps", type=int, default=12)
     p.add_argument("--out", default=None)
     args = p.parse_args()
     results = []
