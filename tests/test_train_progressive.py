@@ -3,6 +3,7 @@ real processes (one, killed and resumed, and two with DDP)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,3 +166,16 @@ def test_pgat_evaluate_on_trained_model_with_baseline(tiny_run, tmp_path, capsys
     # a stage the repository does not have: the error lists the ones it has
     assert main(["evaluate", "--model", str(tiny_run), "--resolution", "256"]) == 2
     assert "it has the stages 64, 128" in capsys.readouterr().err
+
+
+def test_resume_from_the_checkpoint_at_a_level_boundary(tiny_run, tmp_path):
+    """checkpoint-4 is written at the end of the 64² level: resuming from it grows the model and goes on exactly."""
+    state = json.loads((tiny_run / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["stage_index"] == 1 and state["step_in_stage"] == 0
+    out = tmp_path / "boundary"
+    out.mkdir()
+    shutil.copytree(tiny_run / "checkpoint-4", out / "checkpoint-4")
+    _train(out, "--checkpointing_steps", "3", "--resume_from_checkpoint", "latest")
+    a, b = _weights(tiny_run / "stage-0128"), _weights(out / "stage-0128")
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"stage-0128/{k} differs from the uninterrupted run"

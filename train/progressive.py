@@ -290,8 +290,18 @@ def main(args: argparse.Namespace) -> Path:
 
         # 2. the generator at this level: fresh, grown from the previous level, or from the checkpoint
         old_optimizer, old_names = None, None
+        resume_optimizer = False
         if resume_here:
+            # first, so that everything after (growing included) draws the random numbers it drew the first time
+            set_rng_state(load_torch_state(checkpoint / f"rng_state_{accelerator.process_index}.pt"))
             model = PGATModel.from_pretrained(checkpoint / "model")
+            if model.config.resolution == res:
+                resume_optimizer = True
+            else:  # a checkpoint from the end of the previous level: grow it, as the uninterrupted run did
+                old_optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+                old_optimizer.load_state_dict(load_torch_state(checkpoint / "optimizer.pt"))
+                old_names = [n for n, _ in model.named_parameters()]
+                model = model.grow()
         elif model is None:
             model = PGATModel(resolution=res, bottleneck_channels=args.bottleneck_channels)
         else:
@@ -306,7 +316,7 @@ def main(args: argparse.Namespace) -> Path:
         )
         if old_optimizer is not None:
             carry_optimizer_state(old_optimizer, old_names, optimizer, [n for n, _ in model.named_parameters()])
-        if resume_here:
+        if resume_optimizer:
             optimizer.load_state_dict(load_torch_state(checkpoint / "optimizer.pt"))
 
         discriminator = d_optimizer = adversarial = None
@@ -327,7 +337,6 @@ def main(args: argparse.Namespace) -> Path:
         else:
             model, optimizer = accelerator.prepare(model, optimizer)
         if resume_here:
-            set_rng_state(load_torch_state(checkpoint / f"rng_state_{accelerator.process_index}.pt"))
             if accelerator.scaler is not None and (checkpoint / "scaler.pt").is_file():
                 accelerator.scaler.load_state_dict(load_torch_state(checkpoint / "scaler.pt"))
 
