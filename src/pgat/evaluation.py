@@ -148,7 +148,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     record = {
         "model": str(args.model), "stage": stage_folder(resolution), "resolution": resolution, "dataset": args.dataset,
-        "seed": args.seed, "seconds": seconds, **{f"{name}": row for name, row in results.items()},
+        "seed": args.seed, "seconds": seconds, **results,
     }
     table = markdown_table(results, f"{args.model} · {stage_folder(resolution)} · {args.dataset} test split (seed {args.seed})")
     print(table)

@@ -186,6 +186,20 @@ def _people_from_openpose(data: Mapping[str, Any], source: str) -> list:
     return out
 
 
+def load_openpose_json(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]]) -> Tuple[Mapping[str, Any], str]:
+    """The parsed content of an OpenPose JSON file (or the dict itself) and how to name it in errors."""
+    if isinstance(path_or_dict, Mapping):
+        return path_or_dict, "(dict)"
+    source = f"'{os.fspath(path_or_dict)}'"
+    try:
+        with open(path_or_dict, "r", encoding="utf-8") as f:
+            return json.load(f), source
+    except FileNotFoundError:
+        raise FileNotFoundError(f"OpenPose JSON file {source} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"OpenPose JSON file {source} is not valid JSON: {e}") from None
+
+
 def read_openpose_json(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]], return_all: bool = False):
     """Read an OpenPose JSON file (or an already parsed dict) into COCO-18 keypoints.
 
@@ -201,17 +215,7 @@ def read_openpose_json(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]],
         `np.ndarray`: float32 ``(18, 3)`` as ``(x, y, confidence)``; a confidence-0 point becomes
         ``(-1, -1, 0)``. With ``return_all``, a list of such arrays.
     """
-    if isinstance(path_or_dict, Mapping):
-        data, source = path_or_dict, "(dict)"
-    else:
-        source = f"'{os.fspath(path_or_dict)}'"
-        try:
-            with open(path_or_dict, "r", encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"OpenPose JSON file {source} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"OpenPose JSON file {source} is not valid JSON: {e}") from None
+    data, source = load_openpose_json(path_or_dict)
     people = _people_from_openpose(data, source)
     if not people:
         raise ValueError(f"OpenPose JSON {source} has no people (empty 'people' list): no pose to use")

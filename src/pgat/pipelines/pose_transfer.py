@@ -219,11 +219,13 @@ class PGATPipeline(DiffusionPipeline):
         # 1. references into the model's square (each loaded once)
         prepared = [prepare_reference(ref, r, "reference_image" if len(references) == 1 else f"reference_image[{i}]") for i, ref in enumerate(references)]
 
+        def ref(i):  # the reference of pose i: one for all, or one each
+            return 0 if len(references) == 1 else i
+
         # 2. target poses into the same square
         squares = []
         for i, pose in enumerate(poses):
-            j = 0 if len(references) == 1 else i
-            squares.append(self.prepare_target(pose, prepared[j][1], references[j], reference_pose, align_pose,
+            squares.append(self.prepare_target(pose, prepared[ref(i)][1], references[ref(i)], reference_pose, align_pose,
                                                "target_pose" if len(poses) == 1 else f"target_pose[{i}]"))
 
         # 3. one forward pass per batch
@@ -231,15 +233,15 @@ class PGATPipeline(DiffusionPipeline):
         starts = range(0, len(poses), batch_size)
         for start in self.progress_bar(starts) if len(starts) > 1 else starts:
             idx = list(range(start, min(len(poses), start + batch_size)))
-            ref = torch.stack([prepared[0 if len(references) == 1 else i][2] for i in idx]).to(device=device, dtype=dtype)
+            batch = torch.stack([prepared[ref(i)][2] for i in idx]).to(device=device, dtype=dtype)
             kps = torch.from_numpy(np.stack([squares[i][:, :2] for i in idx])).to(device=device, dtype=dtype)
-            out = self.model(ref, kps).image
+            out = self.model(batch, kps).image
             for i, square in zip(idx, to_pil(out)):
-                images.append(prepared[0 if len(references) == 1 else i][1].image_from_square(square))
+                images.append(prepared[ref(i)][1].image_from_square(square))
 
         # 4. back to each reference's pixels and framing
         target_poses = np.stack(
-            [prepared[0 if len(references) == 1 else i][1].keypoints_from_square(squares[i], strict=False) for i in range(len(poses))]
+            [prepared[ref(i)][1].keypoints_from_square(squares[i], strict=False) for i in range(len(poses))]
         )
         images = format_images(images, output_type)
         if not return_dict:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..pose import Letterbox, check_keypoints, read_openpose_json, visible
+from ..pose import Letterbox, check_keypoints, load_openpose_json, read_openpose_json, visible
 
 Frame = Optional[Tuple[int, int]]
 
@@ -60,16 +60,12 @@ def resolve_pose(pose, name: str = "target_pose", estimator=None) -> Tuple[np.nd
         return kps, None
     if isinstance(pose, dict) or (isinstance(pose, (str, os.PathLike)) and str(pose).lower().endswith(".json")):
         try:
-            kps = read_openpose_json(pose)
+            data, _ = load_openpose_json(pose)  # read once: the keypoints and the canvas they were drawn on
+            kps = read_openpose_json(data)
         except ValueError as e:
             raise ValueError(f"`{name}`: {e}") from None
         frame = None
-        data = pose if isinstance(pose, dict) else None
-        if data is None:
-            import json
-
-            data = json.loads(Path(pose).read_text())
-        if "canvas_width" in data and "canvas_height" in data:
+        if isinstance(data, dict) and "canvas_width" in data and "canvas_height" in data:
             frame = (int(data["canvas_width"]), int(data["canvas_height"]))
         return kps, frame
     if estimator is None:
