@@ -14,35 +14,24 @@ import pytest
 import torch
 from PIL import Image
 
-from pgat import PGATModel, PGATPipeline, PGATPipelineOutput
-from pgat.data.synthetic import SynthHumans
+from pgat import PGATPipeline, PGATPipelineOutput
 from pgat.pose import draw_skeleton, write_openpose_json
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A tiny two-stage repository written by save_pretrained (64 then 128 into the same folder)."""
-    torch.manual_seed(0)
-    model = PGATModel(resolution=64, bottleneck_channels=16).eval()
-    path = tmp_path_factory.mktemp("repo") / "pgat-tiny"
-    PGATPipeline(model=model).save_pretrained(path)
-    PGATPipeline(model=model.grow().eval()).save_pretrained(path)
-    return path
+def repo(tiny_repo):
+    return tiny_repo  # conftest.py: 64 then 128 saved into one folder
 
 
 @pytest.fixture(scope="module")
-def sample():
-    item = SynthHumans(resolution=128, split="test")[0]
-    reference = item["reference"][:, 14:114]  # a 100x128 portrait: not square
-    keypoints = item["target_keypoints"].copy()
-    ok = keypoints[:, 0] >= 0
-    keypoints[ok, 0] -= 14
-    keypoints[ok & (keypoints[:, 0] < 0)] = -1
-    return reference, keypoints
+def sample(portrait):
+    return portrait  # conftest.py: a 100x128 reference and its target keypoints
 
 
 def test_save_layout_and_load_by_path(repo):
-    assert sorted(p.name for p in repo.iterdir()) == ["README.md", "model_index.json", "stage-0064", "stage-0128"]
+    assert sorted(p.name for p in repo.iterdir()) == [
+        "README.md", "handler.py", "model_index.json", "pipeline.py", "requirements.txt", "stage-0064", "stage-0128",
+    ]  # handler.py, pipeline.py, requirements.txt: tests/test_serving.py
     assert json.loads((repo / "model_index.json").read_text())["stages"] == [64, 128]
     pipe = PGATPipeline.from_pretrained(repo)
     assert pipe.resolution == 128 and pipe.available_stages == [64, 128]  # the highest stage by default

@@ -81,6 +81,9 @@ def test_tiny_run_writes_a_hub_repository(tiny_run):
     w64, w128 = _weights(out / "stage-0064"), _weights(out / "stage-0128")
     assert set(w64) - {"from_rgb.weight", "from_rgb.bias", "to_rgb.weight", "to_rgb.bias"} < set(w128)
     assert not torch.equal(w64["encoder.b32.conv1.weight"], w128["encoder.b32.conv1.weight"])
+    # deployable as it is: the serving files of pgat.hub.write_serving_files (tests/test_serving.py)
+    assert "class EndpointHandler" in (out / "handler.py").read_text() and "class PreTrainedPipeline" in (out / "pipeline.py").read_text()
+    assert "pgat>=" in (out / "requirements.txt").read_text()
     card = (out / "README.md").read_text()
     assert "library_name: pgat" in card and "stage-0128" in card and "train/progressive.py" in card
     config = json.loads((out / "training_config.json").read_text())

@@ -1,7 +1,7 @@
 """The ``pgat`` command line.
 
 Each subcommand is a ``register_<name>(subparsers)`` function that adds its parser and sets
-``func``; later commands (transfer, video, tryon, evaluate, synth, prepare-video) plug in the same way.
+``func``; later commands (transfer, video, tryon, evaluate, synth, prepare-video, serve) plug in the same way.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from .pipelines.pose_transfer import register_transfer  # noqa: E402
 from .video_dataset import register_prepare_video  # noqa: E402
 from .pipelines.video import register_video  # noqa: E402
 from .pipelines.tryon import register_tryon  # noqa: E402
+from .serving import register_serve  # noqa: E402
 
-COMMANDS = [register_stages, register_transfer, register_synth, register_prepare_video, register_evaluate, register_video, register_tryon]
+COMMANDS = [register_stages, register_transfer, register_synth, register_prepare_video, register_evaluate, register_video, register_tryon, register_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

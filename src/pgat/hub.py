@@ -7,6 +7,7 @@
     stage-0064/config.json  stage-0064/diffusion_pytorch_model.safetensors
     stage-0128/ ...
     flow/ ...                   # try-on appearance-flow network
+    handler.py  pipeline.py  requirements.txt   # deployable as it is (write_serving_files, pgat.serving)
 
 Weights files keep diffusers' standard name (``diffusion_pytorch_model.safetensors``) so that
 ``PGATModel.from_pretrained(repo, subfolder="stage-0256")`` works as for any diffusers model.
@@ -76,12 +77,49 @@ def write_model_index(repo_dir: Union[str, os.PathLike], extra: Optional[Dict] =
 
 
 def save_stage(model, repo_dir: Union[str, os.PathLike], **save_kwargs) -> Path:
-    """Save a `PGATModel` into its stage folder of ``repo_dir`` and update ``model_index.json``.
-    Other stages already in the repository are kept."""
+    """Save a `PGATModel` into its stage folder of ``repo_dir`` and update ``model_index.json`` and the
+    serving files (`write_serving_files`). Other stages already in the repository are kept."""
     folder = Path(repo_dir) / stage_folder(model.config.resolution)
     model.save_pretrained(folder, safe_serialization=True, **save_kwargs)
     write_model_index(repo_dir)
+    write_serving_files(repo_dir)
     return folder
+
+
+SERVING_FILES = ("handler.py", "pipeline.py", "requirements.txt")
+_SERVING_MARK = "pgat.hub.write_serving_files"
+
+
+def write_serving_files(repo_dir: Union[str, os.PathLike]) -> List[Path]:
+    """Write ``handler.py`` (Inference Endpoints ``EndpointHandler``), ``pipeline.py`` (api-inference-community
+    ``PreTrainedPipeline``) and ``requirements.txt`` (``pgat``) into a repository, so that it deploys as it is
+    (`pgat.serving` holds the logic; the files are thin templates from ``pgat/templates``).
+
+    A file that is already there and no longer carries the line naming this function (a handler the user
+    edited) is kept, with a warning; one this function wrote is brought up to date.
+
+    Returns:
+        `List[Path]`: the files written or already up to date.
+    """
+    from diffusers.utils import logging
+
+    from . import __version__
+
+    repo = Path(repo_dir)
+    repo.mkdir(parents=True, exist_ok=True)
+    done = []
+    for name in SERVING_FILES:
+        text = (model_card_template().parent / name).read_text().replace("{pgat_version}", __version__)
+        path = repo / name
+        if path.is_file():
+            current = path.read_text(errors="replace")
+            if current != text and _SERVING_MARK not in current:
+                logging.get_logger(__name__).warning(f"'{path}' was edited by hand (it does not name {_SERVING_MARK}): kept as it is")
+                continue
+        if not path.is_file() or path.read_text(errors="replace") != text:
+            path.write_text(text)
+        done.append(path)
+    return done
 
 
 def missing_stage_error(where: str, resolution: int, present: Sequence[int]) -> ValueError:

@@ -1,0 +1,544 @@
+"""Serving a PGAT repository: JSON in, JSON out, for Inference Endpoints and any HTTP host.
+
+Every repository PGAT writes carries three small files (`pgat.hub.write_serving_files`):
+``handler.py`` (``class EndpointHandler``, the Inference Endpoints custom-handler convention),
+``pipeline.py`` (``class PreTrainedPipeline``, the api-inference-community "generic" convention) and
+``requirements.txt`` (``pgat``). Both classes only hand the request to `PGATServing`, which holds the logic.
+
+Request (``task`` "image", the default)::
+
+    {"inputs": {"reference_image": "<base64 PNG/JPEG>",
+                "target_pose": <OpenPose JSON object | (18, 2|3) list of [x, y(, c)] | "<base64 image of someone in the pose>">,
+                "reference_pose": <same forms, optional: only with align_pose>},
+     "parameters": {"resolution": 256, "align_pose": true}}
+
+    -> {"image": "<base64 PNG, the reference's size>", "target_pose": [[x, y, c], ...18], "resolution": 256}
+
+Request (``"task": "video"``)::
+
+    {"inputs": {"reference_image": "<base64 PNG/JPEG>", "pose_sequence": [<pose>, <pose>, ...],
+                "reference_pose": <optional: only with retarget>},
+     "parameters": {"task": "video", "fps": 30, "retarget": false, "smooth": true, "fill_missing": true, "resolution": 256}}
+
+    -> {"video": "<base64 H.264 mp4>", "fps": 30.0, "num_frames": T, "poses": [[[x, y, c], ...18], ...T], "resolution": 256}
+
+A bad request returns ``{"error": "<what was received, what is expected>", "field": "inputs.target_pose"}``
+(``field`` is a dotted path into the request, ``"body"`` for the request as a whole, `None` for a failure of
+the server itself); nothing raises out of ``__call__``.
+
+Decisions, written down:
+
+- Keypoints given as a list are in the reference image's pixels; an OpenPose object with ``canvas_width`` /
+  ``canvas_height`` is in that canvas, mapped as `PGATPipeline` maps it; a pose image is read by the pose
+  estimator (``PGAT_POSE_ESTIMATOR``: ``auto``, ``openpose`` or ``blazepose``; loaded on first use).
+- Images are PNG or JPEG (a ``data:image/...;base64,`` prefix and line breaks in the base64 are accepted),
+  at most ``PGAT_MAX_IMAGE_SIDE`` (default 4096) pixels a side; a video has at most ``PGAT_MAX_FRAMES``
+  (default 120) poses. Limits are checked before anything is decoded or generated.
+- An input or parameter that would have no effect (``reference_pose`` without ``align_pose`` / ``retarget``,
+  a parameter of the other task) is an error, not ignored.
+- ``resolution`` picks a stage of the repository; the highest is loaded at start-up, others on first use and
+  kept. Requests run one at a time (memory stays that of one request).
+- Video ``retarget`` defaults to `True` as in `PGATVideoPipeline`; it needs the reference person's pose, from
+  ``reference_pose`` or estimated from the reference image.
+
+HTTP: `create_app` is a minimal Starlette app (``POST /`` and ``POST /predict`` run a request, ``GET /health``),
+run by ``pgat serve REPO``. It imports the repository's own ``handler.py`` by file path, as the Inference
+Endpoints toolkit does. The ``api-inference-community`` package (0.0.37, checked) cannot host this task: its
+PyPI package ships only routes and payload validation (the apps live in its Docker images); its task list is
+fixed (no custom task); its ``image-to-image`` normaliser takes one base64 image as ``inputs``, so the
+two-input request above fails there with PIL's ``cannot identify image file`` and no field; and its route
+answers ``image-to-image`` with raw image bytes, so neither ``target_pose`` nor a video could be returned.
+Status codes: 200, 400 (a bad request: ``field`` set), 413 (body over ``max_body_bytes``), 500 (``field`` None).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import importlib.util
+import io
+import json
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+from diffusers.utils import logging
+from PIL import Image, UnidentifiedImageError
+
+logger = logging.get_logger(__name__)
+
+MAX_IMAGE_SIDE = 4096
+MAX_FRAMES = 120
+MAX_BODY_BYTES = 64 * 1024 * 1024
+IMAGE_FORMATS = ("PNG", "JPEG")
+
+TASKS = ("image", "video")
+# required and optional keys of "inputs", and the parameters, of each task
+INPUTS = {
+    "image": (("reference_image", "target_pose"), ("reference_pose",)),
+    "video": (("reference_image", "pose_sequence"), ("reference_pose",)),
+}
+PARAMETERS = {
+    "image": ("task", "resolution", "align_pose"),
+    "video": ("task", "resolution", "fps", "retarget", "smooth", "fill_missing"),
+}
+POSE_FORMS = "an OpenPose JSON object, an (18, 2|3) list of [x, y(, confidence)] pixels, or a base64 PNG/JPEG image of someone in the pose"
+
+
+class PayloadError(ValueError):
+    """A bad request: ``field`` is the dotted path of the part at fault."""
+
+    def __init__(self, field: Optional[str], message: str):
+        super().__init__(message)
+        self.field = field
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"error": str(self), "field": self.field}
+
+
+def _kind(value) -> str:
+    """How a JSON value is named in error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {json.dumps(value)}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters" if len(value) > 40 else f"the string {value!r}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return f"an object with keys {sorted(value)}"
+    return type(value).__name__
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"environment variable {name} must be a positive integer, got {n}")
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# images and poses in JSON
+# ---------------------------------------------------------------------------------------------
+
+
+def decode_image(value, field: str, max_side: int = MAX_IMAGE_SIDE) -> Image.Image:
+    """A base64 PNG/JPEG string (optionally a ``data:`` URL) -> RGB PIL image, or a `PayloadError` naming ``field``."""
+    expected = "a base64 string of a PNG or JPEG image"
+    if not isinstance(value, str):
+        raise PayloadError(field, f"`{field}` must be {expected}, got {_kind(value)}")
+    text = value.strip()
+    if text.startswith("data:"):  # what a browser's FileReader.readAsDataURL gives
+        header, _, text = text.partition(",")
+        if not header.endswith(";base64"):
+            raise PayloadError(field, f"`{field}` is a data URL that is not base64 ({header!r}); expected {expected}")
+    text = "".join(text.split())  # MIME base64 wraps lines
+    if not text:
+        raise PayloadError(field, f"`{field}` is empty; expected {expected}")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise PayloadError(field, f"`{field}` is not valid base64 ({e}); expected {expected}") from None
+    try:
+        image = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError as e:
+        raise PayloadError(field, f"`{field}` is too large an image ({e}); the limit is {max_side} pixels a side") from None
+    except (UnidentifiedImageError, OSError):
+        raise PayloadError(field, f"`{field}` decodes to {len(raw)} bytes that are not an image (starting {raw[:8]!r}); expected {expected}") from None
+    if image.format not in IMAGE_FORMATS:
+        raise PayloadError(field, f"`{field}` is a {image.format} image; expected {expected}")
+    width, height = image.size
+    if max(width, height) > max_side:
+        raise PayloadError(
+            field, f"`{field}` is a {width}x{height} image; this server takes images of at most {max_side} pixels a side (PGAT_MAX_IMAGE_SIDE)"
+        )
+    try:
+        image.load()  # header-only until here: a truncated file fails now, not in the model
+    except (OSError, SyntaxError, ValueError) as e:
+        raise PayloadError(field, f"`{field}` is a corrupt or truncated {image.format} image ({e})") from None
+    return image.convert("RGB")
+
+
+def encode_png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def parse_pose(value, field: str, max_side: int = MAX_IMAGE_SIDE):
+    """A pose from JSON into a form `pgat.pipelines.utils.resolve_pose` takes: the OpenPose object as it is,
+    a keypoint list as a checked ``(18, 2|3)`` array, a base64 string as a PIL image."""
+    from .pose import check_keypoints
+
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        try:
+            return check_keypoints(value, field, allow_confidence=True)
+        except ValueError as e:
+            raise PayloadError(field, str(e)) from None
+    if isinstance(value, str):
+        return decode_image(value, field, max_side)
+    raise PayloadError(field, f"`{field}` must be {POSE_FORMS}, got {_kind(value)}")
+
+
+def keypoints_to_json(keypoints: np.ndarray) -> List[List[float]]:
+    """``(18, 3)`` -> ``[[x, y, c], ...]`` rounded to 1/100 pixel; ``[-1, -1, 0]`` for a missing point."""
+    return [[round(float(v), 2) for v in point] for point in np.asarray(keypoints, dtype=np.float64)]
+
+
+_ARGUMENT = re.compile(r"`([A-Za-z_][\w.\[\]]*)`")
+_PIPELINE_FIELDS = {
+    "reference_image": "inputs.reference_image",
+    "target_pose": "inputs.target_pose",
+    "reference_pose": "inputs.reference_pose",
+    "pose_sequence": "inputs.pose_sequence",
+    "fps": "parameters.fps",
+}
+
+
+def _field_of(error: Exception, default: str) -> str:
+    """The request field an error raised by a pipeline is about: the first ```argument``` it names."""
+    m = _ARGUMENT.search(str(error))
+    if m:
+        name = m.group(1)
+        if name.startswith(("inputs.", "parameters.")):
+            return name
+        base = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if base in _PIPELINE_FIELDS:
+            return _PIPELINE_FIELDS[base] + name[len(base):]
+    return default
+
+
+# ---------------------------------------------------------------------------------------------
+# the request handler
+# ---------------------------------------------------------------------------------------------
+
+
+class PGATServing:
+    r"""Run JSON requests (see the module docstring) on a local PGAT repository.
+
+    Args:
+        path (`str` or `os.PathLike`): the repository folder (stage folders, ``model_index.json``).
+        device (`str`, *optional*): torch device; defaults to ``$PGAT_DEVICE``, else ``"cuda"`` when available, else ``"cpu"``.
+        pose_estimator (`str` or callable, *optional*): for poses sent as images: a backend of
+            `pgat.pose_estimation.load_estimator` (defaults to ``$PGAT_POSE_ESTIMATOR``, else ``"auto"``) or a
+            callable ``image -> (18, 3)``.
+        max_image_side (`int`, *optional*): defaults to ``$PGAT_MAX_IMAGE_SIDE``, else 4096.
+        max_frames (`int`, *optional*): the most poses of a video request; ``$PGAT_MAX_FRAMES``, else 120.
+
+    Calling it never raises: the result is the response, or ``{"error": ..., "field": ...}``. `run` also
+    returns the HTTP status.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, os.PathLike],
+        device: Optional[str] = None,
+        pose_estimator: Union[str, Any, None] = None,
+        max_image_side: Optional[int] = None,
+        max_frames: Optional[int] = None,
+    ):
+        import torch
+
+        from .hub import list_stages
+
+        self.path = Path(path)
+        self.stages = list_stages(self.path)
+        if not self.stages:
+            raise ValueError(f"`path` '{self.path}' is not a PGAT repository: it has no stage folders (stage-0064 ... stage-1024 with a config.json)")
+        self.device = device or os.environ.get("PGAT_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.max_image_side = max_image_side or _env_int("PGAT_MAX_IMAGE_SIDE", MAX_IMAGE_SIDE)
+        self.max_frames = max_frames or _env_int("PGAT_MAX_FRAMES", MAX_FRAMES)
+        self._estimator_spec = pose_estimator or os.environ.get("PGAT_POSE_ESTIMATOR") or "auto"
+        self._estimator = None if isinstance(self._estimator_spec, str) else self._estimator_spec
+        self._pipes: Dict[Tuple[str, int], Any] = {}
+        self._lock = threading.Lock()
+        self.pipeline(self.stages[-1])  # a broken repository fails at start-up, and the first request is warm
+
+    # ------------------------------------------------------------------------------------------
+    def pipeline(self, resolution: int, task: str = "image"):
+        """The `PGATPipeline` (or `PGATVideoPipeline`, sharing its model) of one stage, loaded once."""
+        from .pipelines import PGATPipeline, PGATVideoPipeline
+
+        key = (task, resolution)
+        if key not in self._pipes:
+            if ("image", resolution) not in self._pipes:
+                # poses reach the pipeline already resolved: it never estimates one behind the request's back
+                pipe = PGATPipeline.from_pretrained(self.path, resolution=resolution, pose_estimator=None).to(self.device)
+                pipe.set_progress_bar_config(disable=True)
+                self._pipes[("image", resolution)] = pipe
+            if task == "video":
+                video = PGATVideoPipeline(model=self._pipes[("image", resolution)].model, pose_estimator=None)
+                video.set_progress_bar_config(disable=True)
+                self._pipes[key] = video
+        return self._pipes[key]
+
+    def estimate(self, image: Image.Image) -> np.ndarray:
+        if self._estimator is None:
+            from .pose_estimation import load_estimator
+
+            self._estimator = load_estimator(self._estimator_spec)
+        return self._estimator(image)
+
+    # ------------------------------------------------------------------------------------------
+    def __call__(self, data) -> Dict[str, Any]:
+        return self.run(data)[0]
+
+    def run(self, data) -> Tuple[Dict[str, Any], int]:
+        """``(response, HTTP status)``; never raises."""
+        try:
+            with self._lock:
+                return self._run(data), 200
+        except PayloadError as e:
+            return e.as_dict(), 400
+        except Exception as e:  # the server's own failure: reported, not raised, so the endpoint keeps serving
+            logger.error(f"PGAT request failed: {type(e).__name__}: {e}", exc_info=True)
+            return {"error": f"internal error ({type(e).__name__}): {e}", "field": None}, 500
+
+    def _run(self, data) -> Dict[str, Any]:
+        # 1. the envelope
+        if not isinstance(data, dict):
+            raise PayloadError("body", f"the request must be a JSON object {{\"inputs\": {{...}}, \"parameters\": {{...}}}}, got {_kind(data)}")
+        unknown = sorted(set(data) - {"inputs", "parameters"})
+        if unknown:
+            raise PayloadError(unknown[0], f"unknown key `{unknown[0]}` in the request; expected \"inputs\" and optionally \"parameters\"")
+        if "inputs" not in data:
+            raise PayloadError("inputs", "the request has no `inputs`; expected {\"inputs\": {\"reference_image\": ..., \"target_pose\": ...}}")
+        inputs, params = data["inputs"], data.get("parameters", {})
+        if params is None:
+            params = {}
+        if not isinstance(inputs, dict):
+            raise PayloadError("inputs", f"`inputs` must be an object with \"reference_image\" and \"target_pose\" (or \"pose_sequence\"), got {_kind(inputs)}")
+        if not isinstance(params, dict):
+            raise PayloadError("parameters", f"`parameters` must be an object, got {_kind(params)}")
+
+        # 2. the task, its parameters and inputs
+        task = params.get("task", "image")
+        if task not in TASKS:
+            raise PayloadError("parameters.task", f"`parameters.task` must be one of {list(TASKS)}, got {_kind(task)}")
+        for key in params:
+            if key not in PARAMETERS[task]:
+                other = [t for t in TASKS if t != task and key in PARAMETERS[t]]
+                hint = f" (a parameter of task {other[0]!r})" if other else ""
+                raise PayloadError(f"parameters.{key}", f"unknown parameter `parameters.{key}`{hint} for task {task!r}; expected some of {list(PARAMETERS[task])}")
+        required, optional = INPUTS[task]
+        for key in inputs:
+            if key not in required + optional:
+                raise PayloadError(f"inputs.{key}", f"unknown input `inputs.{key}` for task {task!r}; expected {list(required)} and optionally {list(optional)}")
+        for key in required:
+            if key not in inputs:
+                raise PayloadError(f"inputs.{key}", f"`inputs.{key}` is missing; task {task!r} needs {list(required)}")
+        resolution = params.get("resolution", self.stages[-1])
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution not in self.stages:
+            raise PayloadError("parameters.resolution", f"`parameters.resolution` must be a stage of this repository, one of {self.stages}; got {_kind(resolution)}")
+
+        # 3. the reference image; then the task
+        reference = decode_image(inputs["reference_image"], "inputs.reference_image", self.max_image_side)
+        if task == "video":
+            return self._video(reference, inputs, params, resolution)
+        return self._image(reference, inputs, params, resolution)
+
+    # ------------------------------------------------------------------------------------------
+    def _flag(self, params: dict, key: str, default: bool) -> bool:
+        value = params.get(key, default)
+        if not isinstance(value, bool):
+            raise PayloadError(f"parameters.{key}", f"`parameters.{key}` must be true or false, got {_kind(value)}")
+        return value
+
+    def _resolve(self, value, field: str, parsed: bool = False):
+        """One pose of the request (or, ``parsed``, already a `parse_pose` result) -> ``((18, 3) keypoints,
+        frame or None)`` (see `resolve_pose`)."""
+        from .pipelines.utils import resolve_pose
+
+        pose = value if parsed else parse_pose(value, field, self.max_image_side)
+        try:
+            return resolve_pose(pose, field, self.estimate)
+        except FileNotFoundError as e:  # no estimator weights on this server: say what the client can send instead
+            raise PayloadError(field, f"`{field}` is an image, and this server has no pose estimator ({str(e).splitlines()[0]}); send keypoints or OpenPose JSON instead") from None
+        except ValueError as e:
+            raise PayloadError(field, str(e)) from None
+
+    def _reference_pose(self, inputs: dict, reference: Image.Image, needed_by: str):
+        """The reference person's pose as the pipelines take it, or `None` when nothing needs it."""
+        field = "inputs.reference_pose"
+        if needed_by is None:
+            if "reference_pose" in inputs:
+                raise PayloadError(field, "`inputs.reference_pose` is only used with `parameters.align_pose` (image) or `parameters.retarget` (video), which are false")
+            return None
+        if "reference_pose" in inputs:
+            return _pipeline_pose(*self._resolve(inputs["reference_pose"], field))
+        try:
+            kps, frame = self._resolve(reference, field, parsed=True)
+        except PayloadError as e:
+            raise PayloadError(field, f"{needed_by} needs the reference person's pose and `inputs.reference_pose` was not sent; estimating it from `inputs.reference_image` failed: {e}") from None
+        return _pipeline_pose(kps, frame)
+
+    def _image(self, reference: Image.Image, inputs: dict, params: dict, resolution: int) -> Dict[str, Any]:
+        align = self._flag(params, "align_pose", False)
+        target = _pipeline_pose(*self._resolve(inputs["target_pose"], "inputs.target_pose"))
+        reference_pose = self._reference_pose(inputs, reference, "`parameters.align_pose`" if align else None)
+        pipe = self.pipeline(resolution)
+        try:
+            out = pipe(reference, target, reference_pose=reference_pose, align_pose=align)
+        except (ValueError, FileNotFoundError) as e:
+            raise PayloadError(_field_of(e, "inputs"), str(e)) from None
+        return {"image": encode_png(out.images[0]), "target_pose": keypoints_to_json(out.target_poses[0]), "resolution": resolution}
+
+    def _video(self, reference: Image.Image, inputs: dict, params: dict, resolution: int) -> Dict[str, Any]:
+        from .pose import Letterbox
+        from .pipelines.utils import pose_to_square
+
+        field = "inputs.pose_sequence"
+        sequence = inputs["pose_sequence"]
+        if not isinstance(sequence, list) or not sequence:
+            raise PayloadError(field, f"`{field}` must be a non-empty list of poses (each {POSE_FORMS}), got {_kind(sequence)}")
+        if len(sequence) > self.max_frames:
+            raise PayloadError(field, f"`{field}` has {len(sequence)} poses; this server makes videos of at most {self.max_frames} frames (PGAT_MAX_FRAMES)")
+        fps = params.get("fps", 30.0)
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 240:
+            raise PayloadError("parameters.fps", f"`parameters.fps` must be a number in (0, 240], got {_kind(fps)}")
+        retarget = self._flag(params, "retarget", True)
+        smooth = self._flag(params, "smooth", True)
+        fill_missing = self._flag(params, "fill_missing", True)
+
+        # every pose into the reference image's pixels, as PGATVideoPipeline places a driving frame
+        box = Letterbox.fit(reference.size[0], reference.size[1], resolution)
+        poses = []
+        for i, value in enumerate(sequence):
+            kps, frame = self._resolve(value, f"{field}[{i}]")
+            if frame is not None and tuple(frame) != reference.size:
+                kps = box.keypoints_from_square(pose_to_square(kps, frame, box), strict=False)
+            poses.append(kps)
+        reference_pose = self._reference_pose(inputs, reference, "`parameters.retarget`" if retarget else None)
+
+        pipe = self.pipeline(resolution, "video")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pgat.mp4"
+            try:
+                out = pipe(reference, np.stack(poses), fps=float(fps), output_path=path, reference_pose=reference_pose,
+                           retarget=retarget, smooth=smooth, fill_missing=fill_missing)
+            except (ValueError, FileNotFoundError) as e:
+                raise PayloadError(_field_of(e, field), str(e)) from None
+            video = base64.b64encode(path.read_bytes()).decode("ascii")
+        return {"video": video, "fps": out.fps, "num_frames": len(out.frames), "poses": [keypoints_to_json(p) for p in out.poses], "resolution": resolution}
+
+
+def _pipeline_pose(kps: np.ndarray, frame):
+    """A resolved pose in the form the pipelines take: the array (reference pixels) or OpenPose JSON with its canvas."""
+    if frame is None:
+        return kps
+    from .pose import write_openpose_json
+
+    return write_openpose_json(kps, canvas_size=frame)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------------------------
+
+
+def load_handler(repository: Union[str, os.PathLike]):
+    """The repository's ``EndpointHandler``, imported from its ``handler.py`` by file path (as the Inference
+    Endpoints toolkit does, so a customised handler is served as it would be there); `PGATServing` when the
+    repository has no ``handler.py``."""
+    repository = Path(repository)
+    path = repository / "handler.py"
+    if not path.is_file():
+        logger.warning(f"'{repository}' has no handler.py (write one with pgat.hub.write_serving_files); serving it with pgat.serving.PGATServing")
+        return PGATServing(repository)
+    spec = importlib.util.spec_from_file_location("pgat_repository_handler", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "EndpointHandler"):
+        raise ValueError(f"'{path}' defines no `EndpointHandler` class")
+    return module.EndpointHandler(str(repository))
+
+
+def create_app(repository: Union[str, os.PathLike, None] = None, handler=None, max_body_bytes: int = MAX_BODY_BYTES):
+    """A Starlette app serving a PGAT repository (see the module docstring for why not api-inference-community).
+
+    Args:
+        repository (`str`, *optional*): a local repository folder; its ``handler.py`` is loaded with `load_handler`.
+        handler (*optional*): a callable ``data -> dict`` to serve instead (e.g. a `PGATServing`).
+        max_body_bytes (`int`, *optional*, defaults to 64 MiB): larger request bodies get 413.
+
+    Routes: ``POST /`` and ``POST /predict`` (a JSON request -> a JSON response), ``GET /`` and ``GET /health``.
+    """
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    if handler is None:
+        if repository is None:
+            raise ValueError("create_app needs `repository` or `handler`")
+        handler = load_handler(repository)
+
+    async def predict(request: Request) -> JSONResponse:
+        body = await request.body()
+        if len(body) > max_body_bytes:
+            return JSONResponse({"error": f"the request body is {len(body)} bytes; this server takes at most {max_body_bytes}", "field": "body"}, status_code=413)
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            return JSONResponse({"error": f"the request body is not JSON ({e}); expected {{\"inputs\": {{...}}, \"parameters\": {{...}}}}", "field": "body"}, status_code=400)
+        # the model runs in a worker thread: the event loop keeps answering /health meanwhile
+        result = await run_in_threadpool(handler, data)
+        status = 200
+        if isinstance(result, dict) and "error" in result:
+            status = 500 if result.get("field") is None else 400
+        return JSONResponse(result, status_code=status)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    routes = [
+        Route("/", predict, methods=["POST"]),
+        Route("/predict", predict, methods=["POST"]),
+        Route("/", health, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .pipelines.utils import model_or_default
+
+    repository = model_or_default(args.model)
+    if not Path(repository).is_dir():
+        from huggingface_hub import snapshot_download
+
+        repository = snapshot_download(repository)  # the whole repository, as an endpoint gets it
+    if args.device:
+        os.environ["PGAT_DEVICE"] = args.device
+    app = create_app(repository)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def register_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve a PGAT repository over HTTP (the Inference Endpoints request/response schema)")
+    p.add_argument("model", nargs="?", default=None, help="Hub id or local folder of a PGAT repository (default: weights/pgat-synth-256, or $PGAT_MODEL)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=_cmd_serve)
