@@ -99,9 +99,23 @@ def test_schedule_l2_then_l1_and_discriminator_at_last_level(tiny_run):
     assert [r["step"] for r in log] == list(range(1, 9))
     # L2 in the first half of each level, L1 in the second
     assert [r["criterion_l1"] for r in log] == [0, 0, 1, 1, 0, 0, 1, 1]
+    # Adam's moments restart at the first L1 step of each level (training_utils.reset_adam_moments)
+    assert [r["step"] for r in log if r.get("adam_restart")] == [3, 7]
     # local perceptual loss at the first level only; the local discriminator replaces it at the last
     assert all("local" in r and "adversarial" not in r for r in log[:4])
     assert all("adversarial" in r and "d_loss" in r and "local" not in r for r in log[4:])
+
+
+def test_pixel_loss_and_l1_throughout(tmp_path):
+    """The CPU presets' options: --pixel_weight adds an L1 pixel term, --l2_fraction 0 uses L1 from the first step
+    (so Adam never restarts)."""
+    out = tmp_path / "out"
+    _train(out, "--stages", "64", "--steps_per_stage", "3", "--pixel_weight", "100", "--l2_fraction", "0", "--no_local_discriminator")
+    log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["criterion_l1"] for r in log] == [1, 1, 1]
+    assert all(r["pixel"] > 0 and "local" in r for r in log) and not any("adam_restart" in r for r in log)
+    bad = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--l2_fraction", "1.5", "--output_dir", str(tmp_path / "x")], env=_env(), capture_output=True, text=True)
+    assert bad.returncode != 0 and "`--l2_fraction` must be in [0, 1]" in bad.stderr and "1.5" in bad.stderr
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tiny_run, tmp_path):
@@ -151,7 +165,9 @@ def test_pgat_evaluate_on_trained_model_with_baseline(tiny_run, tmp_path, capsys
     from pgat.evaluation import evaluation_pairs
     from pgat.metrics import evaluate
 
-    assert main(["evaluate", "--model", str(tiny_run), "--num-pairs", "4", "--batch-size", "3", "--out", str(tmp_path)]) == 0
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_run, repo, ignore=shutil.ignore_patterns("checkpoint-*"))
+    assert main(["evaluate", "--model", str(repo), "--num-pairs", "4", "--batch-size", "3", "--out", str(tmp_path), "--update-card"]) == 0
     record = json.loads((tmp_path / "evaluation.json").read_text())
     assert record["stage"] == "stage-0128" and record["model"]["num_pairs"] == 4
     # the baseline row is the metrics of the reference image itself, on the same 4 pairs
@@ -166,6 +182,14 @@ def test_pgat_evaluate_on_trained_model_with_baseline(tiny_run, tmp_path, capsys
     table = (tmp_path / "evaluation.md").read_text()
     assert "copy-reference baseline" in table and "gap closed" in table
     assert "| PGAT |" in capsys.readouterr().out
+    # --update-card: the card's Evaluation section is the table, its metadata carries the metrics, the rest stays
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(repo / "README.md")
+    assert table in card.text and "## Intended use" in card.text and "## Training\n" in card.text
+    assert card.text.count("## Evaluation") == 1
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values["ssim"] == pytest.approx(record["model"]["ssim"], abs=1e-4) and set(values) == {"ssim", "ms_ssim", "local_ssim"}
     # a stage the repository does not have: the error lists the ones it has
     assert main(["evaluate", "--model", str(tiny_run), "--resolution", "256"]) == 2
     assert "it has the stages 64, 128" in capsys.readouterr().err
@@ -182,3 +206,38 @@ def test_resume_from_the_checkpoint_at_a_level_boundary(tiny_run, tmp_path):
     a, b = _weights(tiny_run / "stage-0128"), _weights(out / "stage-0128")
     for k in a:
         assert torch.equal(a[k], b[k]), f"stage-0128/{k} differs from the uninterrupted run"
+
+
+def test_reset_adam_moments_makes_the_next_update_full_size():
+    """After the L2 → L1 switch the gradient is ~1e3 times smaller; without the restart Adam's old second moment
+    shrinks the update by as much, with it the first L1 update moves each weight by ~lr again."""
+    from pgat.training_utils import reset_adam_moments
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(100))
+    opt = torch.optim.Adam([w], lr=1e-3)
+    for _ in range(20):  # the "L2" phase: large gradients
+        opt.zero_grad()
+        (1e3 * w.square()).sum().backward()
+        opt.step()
+
+    def small_steps(n=60):
+        """mean |update| per step over the last 10 of n steps of an "L1" phase with tiny gradients"""
+        for i in range(n):
+            if i == n - 10:
+                before = w.detach().clone()
+            opt.zero_grad()
+            (1e-3 * w.abs()).sum().backward()
+            opt.step()
+        return (w.detach() - before).abs().mean().item() / 10
+
+    saved_w, saved_state = w.detach().clone(), {k: v.clone() for k, v in opt.state[w].items()}
+    frozen = small_steps()
+    with torch.no_grad():
+        w.copy_(saved_w)
+    opt.state[w] = saved_state
+    assert reset_adam_moments(opt) == 1
+    assert opt.state[w]["exp_avg"].abs().sum() == 0 and int(opt.state[w]["step"]) == 0
+    restarted = small_steps()
+    assert restarted == pytest.approx(1e-3, rel=0.05)
+    assert frozen < restarted / 20

@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vgg_weights", default=None, help="local file for the perceptual network's weights")
     g.add_argument("--local_weight", type=float, default=1.0, help="weight of the local perceptual loss")
     g.add_argument("--adversarial_weight", type=float, default=1.0, help="weight of the local adversarial (generator) loss")
+    g.add_argument(
+        "--pixel_weight", type=float, default=0.0,
+        help="weight of an L1 loss on pixels added to the perceptual losses (not in the paper; 0 = the paper's recipe)",
+    )
+    g.add_argument(
+        "--l2_fraction", type=float, default=0.5,
+        help="fraction of each level's steps that use the L2 criterion before L1 (§3: 0.5; 0 = L1 throughout)",
+    )
+    g.add_argument(
+        "--keep_optimizer_moments_at_l1", action="store_true",
+        help="keep Adam's moment estimates when the criterion switches from L2 to L1 (default: restart them, see reset_adam_moments)",
+    )
     g.add_argument("--discriminator_channels", type=int, default=64)
     g.add_argument("--discriminator_learning_rate", type=float, default=2e-4)
 
@@ -116,6 +128,8 @@ def resolve_schedule(args) -> List[Dict[str, int]]:
         raise ValueError(f"`--stages` must be increasing without repeats, got {args.stages!r}")
     if any(b != 2 * a for a, b in zip(stages, stages[1:])):
         raise ValueError(f"`--stages` must double from one level to the next (the network grows one block at a time), got {args.stages!r}")
+    if not 0.0 <= args.l2_fraction <= 1.0:
+        raise ValueError(f"`--l2_fraction` must be in [0, 1] (the share of each level trained with the L2 criterion), got {args.l2_fraction}")
     steps = per_stage(parse_int_list(args.steps_per_stage, "--steps_per_stage"), len(stages), "--steps_per_stage")
     batch = per_stage(parse_int_list(args.train_batch_size, "--train_batch_size"), len(stages), "--train_batch_size")
     schedule = [{"resolution": r, "steps": s, "batch_size": b} for r, s, b in zip(stages, steps, batch)]
@@ -240,6 +254,7 @@ def main(args: argparse.Namespace) -> Path:
     from pgat.training_utils import (
         StepBatchSampler,
         unwrap_optimizer,
+        reset_adam_moments,
         carry_optimizer_state,
         load_torch_state,
         resolve_checkpoint,
@@ -363,7 +378,11 @@ def main(args: argparse.Namespace) -> Path:
         for batch in loader:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             # §3: L2 criterion during the first half of every level, L1 during the second
-            criterion = "l2" if step_in_stage < steps / 2 else "l1"
+            switch = steps * args.l2_fraction
+            criterion = "l2" if step_in_stage < switch else "l1"
+            restart = criterion == "l1" and 0 < step_in_stage and step_in_stage - 1 < switch and not args.keep_optimizer_moments_at_l1
+            if restart:
+                reset_adam_moments(optimizer)
             models = (model, discriminator) if discriminator is not None else (model,)
             with accelerator.accumulate(*models):
                 # 4. generator phase
@@ -371,6 +390,8 @@ def main(args: argparse.Namespace) -> Path:
                 logs = {"global": perceptual(pred.float(), batch["target"], criterion=criterion)}
                 if terms["local_perceptual"]:
                     logs["local"] = args.local_weight * local_perceptual(pred.float(), batch["target"], batch["target_keypoints"], criterion=criterion)
+                if args.pixel_weight:
+                    logs["pixel"] = args.pixel_weight * (pred.float() - batch["target"]).abs().mean()
                 if adversarial is not None:
                     g = adversarial.generator_loss(batch["reference"], pred.float(), batch["reference_keypoints"], batch["target_keypoints"])
                     logs["adversarial"] = args.adversarial_weight * g["loss"]
@@ -396,6 +417,8 @@ def main(args: argparse.Namespace) -> Path:
             scalars = {k: float(v.detach()) for k, v in logs.items()}
             now = time.perf_counter()
             scalars.update(resolution=res, criterion_l1=float(criterion == "l1"), step_seconds=now - last)
+            if restart:
+                scalars["adam_restart"] = 1.0
             last = now
             progress.update(1)
             progress.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution", "step_seconds")}, refresh=False)
@@ -475,6 +498,8 @@ def _training_summary(args, schedule) -> str:
     return (
         f"Trained with `train/progressive.py` on {data}. Levels: {levels}. Bottleneck width {args.bottleneck_channels}. "
         f"Adam lr {args.learning_rate}, weight decay {args.adam_weight_decay}; perceptual network {args.perceptual_network}."
+        + (f" Perceptual criterion L2 for the first {args.l2_fraction:.0%} of each level's steps, L1 after." if args.l2_fraction else " Perceptual criterion L1 throughout.")
+        + (f" Plus an L1 pixel loss, weight {args.pixel_weight:g} (not in the paper)." if args.pixel_weight else "")
         + (f" Ablation switches: {', '.join(ablation)}." if ablation else "")
     )
 

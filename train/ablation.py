@@ -1,0 +1,168 @@
+"""Table 1 of the paper on SynthHumans: five variants, equal step budgets, one test split.
+
+    python train/ablation.py --config ablation-128 --output_dir runs/ablation --report docs/ablation.md
+
+Each variant is one ``train/progressive.py`` run from the same preset, differing only in the Table 1 switches:
+
+| variant      | progressive training | local perceptual loss | local discriminators |
+|--------------|----------------------|-----------------------|----------------------|
+| Baseline     | no                   | no                    | no                   |
+| LPL          | no                   | yes                   | no                   |
+| PT           | yes                  | no                    | no                   |
+| PT+LPL       | yes                  | yes                   | no                   |
+| PT+LPL+LD    | yes                  | yes (LD at the last)  | yes                  |
+
+"No progressive training" trains the last resolution alone for the sum of the levels' steps (`--no_progressive`),
+so every variant takes the same number of optimizer steps. The driver can be stopped at any time: a variant with a
+finished repository is skipped, an unfinished one resumes from its latest checkpoint. Each finished variant is
+evaluated with ``pgat.evaluation`` on the same SynthHumans test pairs; the report holds the table, the paper's
+Human3.6M numbers beside it, and one sample strip per variant on fixed test pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+
+VARIANTS: Dict[str, List[str]] = {
+    "Baseline": ["--no_progressive", "--no_local_perceptual", "--no_local_discriminator"],
+    "LPL": ["--no_progressive", "--no_local_discriminator"],
+    "PT": ["--no_local_perceptual", "--no_local_discriminator"],
+    "PT+LPL": ["--no_local_discriminator"],
+    "PT+LPL+LD": [],
+}
+# the paper's Table 1 (Human3.6M): SSIM, local-SSIM, LPIPS
+PAPER = {
+    "Baseline": (0.909, 0.699, 0.230),
+    "LPL": (0.944, 0.744, 0.205),
+    "PT": (0.953, 0.759, 0.164),
+    "PT+LPL": (0.954, 0.772, 0.145),
+    "PT+LPL+LD": (0.959, 0.804, 0.135),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="ablation-128", help="train/progressive.py preset shared by all variants")
+    p.add_argument("--output_dir", default="runs/ablation")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    p.add_argument("--num_pairs", type=int, default=200, help="test pairs evaluated per variant")
+    p.add_argument("--num_samples", type=int, default=4, help="test pairs in the sample strips")
+    p.add_argument("--report", default="docs/ablation.md", help="markdown report (sample strips go beside it)")
+    p.add_argument("--extra", default="", help="more train/progressive.py flags for every variant, one string")
+    return p.parse_args(argv)
+
+
+def slug(name: str) -> str:
+    return name.lower().replace("+", "-")
+
+
+def train_variant(name: str, args) -> Path:
+    out = Path(args.output_dir) / slug(name)
+    if (out / "model_index.json").exists():
+        return out
+    cmd = [sys.executable, str(HERE / "progressive.py"), "--config", args.config, "--output_dir", str(out), *VARIANTS[name], *args.extra.split()]
+    if any(out.glob("checkpoint-*")):
+        cmd += ["--resume_from_checkpoint", "latest"]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def evaluate_variant(name: str, repo: Path, args) -> Dict:
+    from pgat.evaluation import evaluation_pairs, evaluate_model, load_stage_model
+
+    path = repo / "evaluation.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    model = load_stage_model(str(repo))
+    dataset = evaluation_pairs("synthhumans", model.config.resolution, args.num_pairs, seed=0)
+    results = evaluate_model(model, dataset, num_pairs=args.num_pairs, progress=False)
+    record = {"variant": name, "resolution": model.config.resolution, **results}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def sample_strip(models: Dict[str, Path], num: int, resolution: int) -> Image.Image:
+    """Rows: test pairs; columns: reference | target pose | each variant | ground truth."""
+    import torch
+
+    from pgat.evaluation import evaluation_pairs, load_stage_model
+    from pgat.pose import draw_skeleton
+
+    data = evaluation_pairs("synthhumans", resolution, num, seed=0)
+    batch = [data[i] for i in range(num)]
+    ref = torch.stack([b["reference"] for b in batch])
+    kps = torch.stack([b["target_keypoints"] for b in batch])
+
+    def u8(x):
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+    columns = [u8(ref), np.stack([np.asarray(draw_skeleton((resolution, resolution), k.numpy())) for k in kps])]
+    for repo in models.values():
+        with torch.no_grad():
+            columns.append(u8(load_stage_model(str(repo)).eval()(ref, kps).image))
+    columns.append(u8(torch.stack([b["target"] for b in batch])))
+    rows = [np.concatenate([c[i] for c in columns], axis=1) for i in range(num)]
+    return Image.fromarray(np.concatenate(rows, axis=0))
+
+
+def report(records: Dict[str, Dict], strip: str, args) -> str:
+    first = next(iter(records.values()))
+    base = first["copy_reference"]
+    lines = [
+        "# Table 1 on SynthHumans",
+        "",
+        f"Made by `python train/ablation.py --config {args.config}` (preset `train/configs/{args.config}.yaml`"
+        + (f", extra flags `{args.extra}`" if args.extra else "") + "). "
+        f"Every variant trains for the same number of optimizer steps and is evaluated at {first['resolution']}² on the "
+        f"same {first['model']['num_pairs']} SynthHumans test pairs (identities and poses never seen in training, seed 0).",
+        "",
+        "| variant | SSIM | MS-SSIM | local-SSIM | paper (Human3.6M) SSIM | paper local-SSIM | paper LPIPS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in records.items():
+        m = r["model"]
+        p = PAPER[name]
+        lines.append(f"| {name} | {m['ssim']:.4f} | {m['ms_ssim']:.4f} | {m['local_ssim']:.4f} | {p[0]:.3f} | {p[1]:.3f} | {p[2]:.3f} |")
+    lines.append(f"| copy-reference baseline | {base['ssim']:.4f} | {base['ms_ssim']:.4f} | {base['local_ssim']:.4f} | | | |")
+    lines += [
+        "",
+        "LPIPS is not measured here: its AlexNet weights cannot be downloaded on this machine (`pgat evaluate --metrics lpips"
+        " --alexnet-path FILE` adds it).",
+        "",
+        f"Columns: reference | target pose | {' | '.join(records)} | ground truth.",
+        "",
+        f"![sample strip]({strip})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(args) -> None:
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"`--variants` must name some of {list(VARIANTS)}, got unknown {unknown}")
+    repos = {name: train_variant(name, args) for name in names}
+    records = {name: evaluate_variant(name, repo, args) for name, repo in repos.items()}
+    report_path = Path(args.report)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    strip_path = report_path.with_name(report_path.stem + "-samples.png")
+    sample_strip(repos, args.num_samples, next(iter(records.values()))["resolution"]).save(strip_path)
+    (Path(args.output_dir) / "ablation.json").write_text(json.dumps(records, indent=2) + "\n")
+    report_path.write_text(report(records, strip_path.name, args))
+    print(report_path.read_text())
+
+
+if __name__ == "__main__":
+    main(parse_args())
