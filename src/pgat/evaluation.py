@@ -130,6 +130,50 @@ def markdown_table(results: Dict[str, Dict[str, float]], title: str = "") -> str
     return "\n".join(lines) + "\n"
 
 
+def eval_results(record: Dict) -> list:
+    """The model's metrics of an ``evaluation.json`` record as ``huggingface_hub.EvalResult`` entries for card metadata."""
+    from huggingface_hub import EvalResult
+
+    dataset = record.get("dataset", "synthhumans")
+    name = "SynthHumans (test split)" if dataset == "synthhumans" else str(dataset)
+    return [
+        EvalResult(
+            task_type="image-to-image", task_name="Pose transfer",
+            dataset_type=dataset if dataset == "synthhumans" else "custom", dataset_name=name,
+            dataset_split="test", dataset_config=f"{record['resolution']}px, seed {record.get('seed', 0)}",
+            metric_type=metric, metric_name=metric.replace("_", "-").upper() if metric != "local_ssim" else "local-SSIM",
+            metric_value=round(float(value), 4),
+        )
+        for metric, value in record["model"].items()
+        if metric != "num_pairs"
+    ]
+
+
+def update_model_card(repo_dir, record: Dict, table: str) -> Path:
+    """Put an evaluation into the ``README.md`` card of a local repository: the ``## Evaluation`` section becomes
+    ``table`` and the metadata's ``model-index`` gets the metrics. The rest of the card is left as it is.
+
+    Raises:
+        FileNotFoundError: when ``repo_dir`` has no ``README.md`` (a repository written by ``train/progressive.py``
+            or ``save_pretrained`` always has one).
+    """
+    from huggingface_hub import ModelCard
+
+    path = Path(repo_dir) / "README.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"`--update-card` needs the model card {path}, which does not exist; the model must be a local repository with a README.md")
+    card = ModelCard.load(path)
+    head, sep, tail = card.text.partition("## Evaluation\n")
+    if not sep:
+        raise ValueError(f"the model card {path} has no '## Evaluation' section to update")
+    rest = tail[tail.find("\n## ") + 1:] if "\n## " in tail else ""  # the next section on
+    card.text = head + sep + "\n" + table + ("\n" + rest if rest else "")
+    card.data.eval_results = eval_results(record)
+    card.data.model_name = card.data.model_name or Path(repo_dir).name
+    card.save(path)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
@@ -159,6 +203,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         with open(out / "evaluation.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         (out / "evaluation.md").write_text(table)
+    if args.update_card:
+        print(f"model card updated: {update_model_card(args.model, record, table)}")
     return 0
 
 
@@ -175,4 +221,5 @@ def register_evaluate(sub) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--no-baseline", action="store_true", help="skip the copy-reference baseline")
     p.add_argument("--out", default=None, help="folder for evaluation.json / .jsonl / .md")
+    p.add_argument("--update-card", action="store_true", help="write the table and metrics into the README.md card of --model (a local repository)")
     p.set_defaults(func=_cmd_evaluate)
