@@ -325,18 +325,20 @@ def _request(url, body=None, raw=None):
 
 
 @pytest.fixture(scope="module")
-def server(repo):
+def server(repo, tmp_path_factory):
     """`pgat serve REPO` in its own process, on a free port of 127.0.0.1."""
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", PGAT_DEVICE="cpu")
-    proc = subprocess.Popen([sys.executable, "-m", "pgat.cli", "serve", str(repo), "--port", str(port), "--log-level", "warning"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path_factory.mktemp("server") / "log.txt"
+    with open(log, "w") as f:  # a file, not a pipe: a pipe nobody reads would block the server once full
+        proc = subprocess.Popen([sys.executable, "-m", "pgat.cli", "serve", str(repo), "--port", str(port), "--log-level", "warning"],
+                                env=env, stdout=f, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"pgat serve exited with {proc.returncode}: {proc.stdout.read()[-3000:]}")
+                pytest.fail(f"pgat serve exited with {proc.returncode}: {log.read_text()[-3000:]}")
             try:
                 if _request(url + "/health") == (200, {"status": "ok"}):
                     break
