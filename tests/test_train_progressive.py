@@ -86,6 +86,8 @@ def test_tiny_run_writes_a_hub_repository(tiny_run):
     assert "pgat>=" in (out / "requirements.txt").read_text()
     card = (out / "README.md").read_text()
     assert "library_name: pgat" in card and "stage-0128" in card and "train/progressive.py" in card
+    # trained on SynthHumans alone: the card says so plainly
+    assert "This model has never seen a real photograph" in card and "## Training the full model" in card
     config = json.loads((out / "training_config.json").read_text())
     assert config["schedule"][1] == {"resolution": 128, "steps": 4, "batch_size": 1}
     samples = sorted(p.name for p in (out / "samples").iterdir())

@@ -466,6 +466,7 @@ def main(args: argparse.Namespace) -> Path:
             repo_id=args.hub_model_id,
             training_summary=_training_summary(args, schedule),
             training_command=config["command"],
+            **_card_data_sections(args),
         )
         if args.push_to_hub:
             from huggingface_hub import create_repo, upload_folder
@@ -502,6 +503,25 @@ def _training_summary(args, schedule) -> str:
         + (f" Plus an L1 pixel loss, weight {args.pixel_weight:g} (not in the paper)." if args.pixel_weight else "")
         + (f" Ablation switches: {', '.join(ablation)}." if ablation else "")
     )
+
+
+def _card_data_sections(args) -> Dict[str, str]:
+    """What the card says about the training data; a model trained on SynthHumans alone says so plainly."""
+    if args.train_data_dir or args.dataset_name:
+        return {"training_data": f"Pairs from `{args.train_data_dir or args.dataset_name}` (the pair format of `pgat.data`)."}
+    return {
+        "training_data": (
+            "SynthHumans only: procedural, flat-shaded people (`pgat.data.SynthHumans`) placed in real DeepFashion poses. "
+            "**This model has never seen a real photograph.** It will not transfer real people well: expect wrong colours, "
+            "textures and shapes on photos. It exists so that the package, the CLI and the Space run end to end without a "
+            "download; for real images train the `pgat-1024` preset on DeepFashion (below)."
+        ),
+        "limitations": (
+            "Trained for about an hour on a 2-core CPU, on synthetic people only. Outputs are blurry and the person is often "
+            "only roughly re-posed; see the evaluation table for how far it is from copying the reference image. Real photos, "
+            "faces, hands, text and logos are out of its reach."
+        ),
+    }
 
 
 if __name__ == "__main__":
