@@ -14,7 +14,7 @@ Each variant is one ``train/progressive.py`` run from the same preset, differing
 
 "No progressive training" trains the last resolution alone for the sum of the levels' steps (`--no_progressive`),
 so every variant takes the same number of optimizer steps. The driver can be stopped at any time: a variant with a
-finished repository is skipped, an unfinished one resumes from its latest checkpoint. Each finished variant is
+finished repository (its model card is written last) is skipped, an unfinished one resumes from its latest checkpoint. Each finished variant is
 evaluated with ``pgat.evaluation`` on the same SynthHumans test pairs; the report holds the table, the paper's
 Human3.6M numbers beside it, and one sample strip per variant on fixed test pairs.
 """
@@ -68,7 +68,7 @@ def slug(name: str) -> str:
 
 def train_variant(name: str, args) -> Path:
     out = Path(args.output_dir) / slug(name)
-    if (out / "model_index.json").exists():
+    if (out / "README.md").exists():  # the card is written last; model_index.json already exists after a level
         return out
     cmd = [sys.executable, str(HERE / "progressive.py"), "--config", args.config, "--output_dir", str(out), *VARIANTS[name], *args.extra.split()]
     if any(out.glob("checkpoint-*")):
