@@ -292,15 +292,19 @@ def test_bad_payload_is_an_error_object(handler, sample, name, payload, field, m
 
 
 def test_a_failure_of_the_server_is_reported_not_raised(handler, sample, monkeypatch):
+    """A fault injected into the server's own work (after the model ran): reported with no field, not raised."""
+    import pgat.serving
+
     reference, keypoints = sample
-    model = handler.serving.pipeline(64).model
 
-    def out_of_memory(*args, **kwargs):
-        raise RuntimeError("CUDA out of memory")
+    def no_space_left(image):
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(model, "forward", out_of_memory)
+    monkeypatch.setattr(pgat.serving, "encode_png", no_space_left)
     out = handler({"inputs": {"reference_image": b64(reference), "target_pose": keypoints.tolist()}, "parameters": {"resolution": 64}})
-    assert out == {"error": "internal error (RuntimeError): CUDA out of memory", "field": None}
+    assert out == {"error": "internal error (OSError): [Errno 28] No space left on device", "field": None}
+    monkeypatch.undo()
+    assert "image" in handler({"inputs": {"reference_image": b64(reference), "target_pose": keypoints.tolist()}, "parameters": {"resolution": 64}})
 
 
 # ---------------------------------------------------------------------------------------------
