@@ -50,6 +50,9 @@ PAPER = {
 }
 
 
+NOTES_MARKER = "<!-- findings: kept when the report is regenerated -->"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="ablation-128", help="train/progressive.py preset shared by all variants")
@@ -87,7 +90,8 @@ def evaluate_variant(name: str, repo: Path, args) -> Dict:
     model = load_stage_model(str(repo))
     dataset = evaluation_pairs("synthhumans", model.config.resolution, args.num_pairs, seed=0)
     results = evaluate_model(model, dataset, num_pairs=args.num_pairs, progress=False)
-    record = {"variant": name, "resolution": model.config.resolution, **results}
+    timings = [json.loads(line) for line in (repo / "timings.jsonl").read_text().splitlines()] if (repo / "timings.jsonl").exists() else []
+    record = {"variant": name, "resolution": model.config.resolution, "train_seconds": sum(t["seconds"] for t in timings), **results}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -127,15 +131,20 @@ def report(records: Dict[str, Dict], strip: str, args) -> str:
         f"Every variant trains for the same number of optimizer steps and is evaluated at {first['resolution']}² on the "
         f"same {first['model']['num_pairs']} SynthHumans test pairs (identities and poses never seen in training, seed 0).",
         "",
-        "| variant | SSIM | MS-SSIM | local-SSIM | paper (Human3.6M) SSIM | paper local-SSIM | paper LPIPS |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | SSIM | MS-SSIM | local-SSIM | training time | paper (Human3.6M) SSIM | paper local-SSIM | paper LPIPS |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in records.items():
         m = r["model"]
         p = PAPER[name]
-        lines.append(f"| {name} | {m['ssim']:.4f} | {m['ms_ssim']:.4f} | {m['local_ssim']:.4f} | {p[0]:.3f} | {p[1]:.3f} | {p[2]:.3f} |")
-    lines.append(f"| copy-reference baseline | {base['ssim']:.4f} | {base['ms_ssim']:.4f} | {base['local_ssim']:.4f} | | | |")
+        seconds = f"{r['train_seconds']:.0f} s" if r.get("train_seconds") else ""
+        lines.append(
+            f"| {name} | {m['ssim']:.4f} | {m['ms_ssim']:.4f} | {m['local_ssim']:.4f} | {seconds} | {p[0]:.3f} | {p[1]:.3f} | {p[2]:.3f} |"
+        )
+    lines.append(f"| copy-reference baseline | {base['ssim']:.4f} | {base['ms_ssim']:.4f} | {base['local_ssim']:.4f} | | | | |")
     lines += [
+        "",
+        "Training time is the wall-clock of the training loops (`timings.jsonl`), on the machine and load of that run.",
         "",
         "LPIPS is not measured here: its AlexNet weights cannot be downloaded on this machine (`pgat evaluate --metrics lpips"
         " --alexnet-path FILE` adds it).",
@@ -160,7 +169,9 @@ def main(args) -> None:
     strip_path = report_path.with_name(report_path.stem + "-samples.png")
     sample_strip(repos, args.num_samples, next(iter(records.values()))["resolution"]).save(strip_path)
     (Path(args.output_dir) / "ablation.json").write_text(json.dumps(records, indent=2) + "\n")
-    report_path.write_text(report(records, strip_path.name, args))
+    # what a person wrote below the marker (the reading of the numbers) survives a regenerated table
+    notes = report_path.read_text().partition(NOTES_MARKER)[2] if report_path.exists() else ""
+    report_path.write_text(report(records, strip_path.name, args) + "\n" + NOTES_MARKER + notes)
     print(report_path.read_text())
 
 
