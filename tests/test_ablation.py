@@ -47,5 +47,10 @@ def test_two_variants_equal_budget_report_and_strip(tmp_path):
     assert strip.size == (128 * (2 + 2 + 1), 128 * 2)  # reference | pose | 2 variants | ground truth; 2 rows
     # a finished variant is not trained again
     mtime = (runs / "baseline" / "stage-0128" / "diffusion_pytorch_model.safetensors").stat().st_mtime
+    with open(tmp_path / "docs" / "ablation.md", "a") as f:
+        f.write("\nour reading of the numbers\n")
     _run(tmp_path, "Baseline")
+    # the hand-written part below the marker survives the regenerated table
+    regenerated = (tmp_path / "docs" / "ablation.md").read_text()
+    assert regenerated.endswith("\nour reading of the numbers\n") and "| PT+LPL+LD |" not in regenerated
     assert (runs / "baseline" / "stage-0128" / "diffusion_pytorch_model.safetensors").stat().st_mtime == mtime
