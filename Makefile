@@ -16,10 +16,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps ultralytics==8.4.190
 	touch $@
 
+# Debian's Chromium for the Space's browser tests (playwright cannot download its own browser here)
 install: $(VENV)/.installed
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
 
+# the Space on the embedded model: http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
 space: install
-	$(VENV)/bin/pgat --help
+	$(PY) spaces/app.py
 
 test: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False \

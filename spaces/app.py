@@ -1,0 +1,43 @@
+"""PGAT Space: pose transfer, virtual try-on and video, on the embedded default model.
+
+    python spaces/app.py          # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
+
+This file only assembles the tabs; each lives in its own module (``tab_*.py``, each also runs alone), the
+models in ``model.py`` (``PGAT_MODEL``, ``PGAT_DEVICE``) and the shared parts in ``ui.py`` (limits:
+``PGAT_QUEUE_SIZE``, ``PGAT_CONCURRENCY``, ``PGAT_MAX_FILE_SIZE``, ``PGAT_MAX_VIDEO_SECONDS``, ``PGAT_MAX_FRAMES``).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+import tab_pose_transfer
+import tab_tryon
+import tab_video
+from model import Models
+from ui import examples_cache, launch
+
+DESCRIPTION = """# PGAT: pose-guided appearance transfer
+One photo of a person + a target pose → the same person, in the same clothes, in that pose, in one forward pass
+(*Pose-Guided High-Resolution Appearance Transfer via Progressive Training*). Model: **{name}** (stages {stages}) on **{device}**.
+The default model was trained on SynthHumans, the project's procedural people, so it works on pictures like the examples.
+"""
+
+
+def create_demo(models: Models) -> gr.Blocks:
+    with gr.Blocks(title="PGAT: pose transfer, try-on, video") as demo:
+        gr.Markdown(DESCRIPTION.format(name=models.name, stages=", ".join(f"{r}²" for r in models.stages), device=models.device))
+        with gr.Tabs():
+            with gr.Tab("Pose transfer", id="pose-transfer"):
+                tab_pose_transfer.create_demo(models)
+            with gr.Tab("Virtual try-on", id="tryon"):
+                tab_tryon.create_demo(models)
+            with gr.Tab("Video", id="video"):
+                tab_video.create_demo(models)
+    return demo
+
+
+if __name__ == "__main__":
+    models = Models()
+    examples_cache(models.model_id)
+    launch(create_demo(models))

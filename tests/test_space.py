@@ -1,0 +1,283 @@
+"""The Gradio Space (spaces/), as users and API clients meet it: `python spaces/app.py` serving on 127.0.0.1,
+`gradio_client` calling every api_name, 8 clients at once, bad uploads, and headless Chromium using each tab."""
+
+import importlib.util
+import json
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from pgat import AppearanceFlowModel, PGATModel, PGATPipeline, PGATTryOnPipeline
+from pgat.models.flow import default_canonical_pose
+
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "spaces" / "examples"
+EMBEDDED = REPO / "weights" / "pgat-synth-256"
+MAX_VIDEO_SECONDS = 20
+
+
+def _load_screenshots():
+    spec = importlib.util.spec_from_file_location("space_screenshots", REPO / "spaces" / "screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+screenshots = _load_screenshots()
+
+
+def _tiny_repository(path: Path) -> Path:
+    """Stages 64, 128, 256 (grown from one seeded tiny model) and an untrained flow/, in the Hub layout."""
+    torch.manual_seed(0)
+    model = PGATModel(resolution=64, bottleneck_channels=16).eval()
+    flow = AppearanceFlowModel(block_out_channels=(4, 8, 16, 16), sample_size=64, canonical_pose=default_canonical_pose()).eval()
+    PGATTryOnPipeline(model=model, flow=flow, pose_estimator=None).save_pretrained(path)
+    for _ in range(2):
+        model = model.grow().eval()
+        PGATPipeline(model=model, pose_estimator=None).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def space_model(tmp_path_factory) -> Path:
+    """The embedded default model ``weights/pgat-synth-256``: what users of the Space get. Only while that folder
+    is missing from the checkout, a tiny repository of the same layout (three stages and flow/) is built here."""
+    if EMBEDDED.is_dir():
+        return EMBEDDED
+    return _tiny_repository(tmp_path_factory.mktemp("model") / "pgat-tiny")
+
+
+@pytest.fixture(scope="module")
+def space(space_model, tmp_path_factory):
+    """The Space as a real server (``python spaces/app.py`` on 127.0.0.1 and a free port)."""
+    tmp = tmp_path_factory.mktemp("space")
+    env = {
+        "GRADIO_EXAMPLES_CACHE": str(tmp / "cached_examples"),
+        "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+        "PGAT_MAX_VIDEO_SECONDS": str(MAX_VIDEO_SECONDS),
+        "PGAT_MAX_FILE_SIZE": "5mb",
+    }
+    with screenshots.serve(space_model, env=env, log=tmp / "space.log") as url:
+        yield {"url": url, "tmp": tmp, "stages": json.loads((space_model / "model_index.json").read_text())["stages"]}
+
+
+def _client(space, downloads="downloads"):
+    # a generous timeout: on a loaded 2-core machine a request may wait behind others for a while
+    return Client(space["url"], verbose=False, download_files=str(space["tmp"] / downloads), httpx_kwargs={"timeout": 300})
+
+
+@pytest.fixture(scope="module")
+def client(space):
+    return _client(space)
+
+
+def _editor(path, layers=()):
+    return {"background": handle_file(str(path)), "layers": [handle_file(str(p)) for p in layers], "composite": None, "id": None}
+
+
+def _frames(path):
+    """(frame count, (width, height), fps) of an mp4, read back with imageio-ffmpeg."""
+    gen = imageio_ffmpeg.read_frames(str(path))
+    meta = next(gen)
+    count = sum(1 for _ in gen)
+    return count, tuple(meta["size"]), meta["fps"]
+
+
+@pytest.fixture(scope="module")
+def portrait_png(tmp_path_factory):
+    """person-1 cut to a 200x256 portrait: results must keep a non-square reference's size."""
+    path = tmp_path_factory.mktemp("inputs") / "portrait.png"
+    Image.open(EXAMPLES / "person-1.png").crop((28, 0, 228, 256)).save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# the API, endpoint by endpoint
+# ---------------------------------------------------------------------------------------------
+
+
+def test_api_names(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/pose_transfer", "/tryon", "/video"} <= names
+
+
+def test_pose_transfer_every_pose_source(client, space, portrait_png):
+    low = space["stages"][0]
+    results = {}
+    for source, photo, pose_json, preset, resolution in [
+        ("preset", None, None, "pose-03", space["stages"][-1]),
+        ("json", None, handle_file(str(EXAMPLES / "poses" / "pose-08.json")), "pose-01", space["stages"][-1]),
+        ("photo", handle_file(str(EXAMPLES / "pose-photo.png")), None, "pose-01", low),
+    ]:
+        result, with_skeleton, pose_view, download, notes = client.predict(
+            handle_file(str(portrait_png)), source, photo, pose_json, preset, resolution, False, api_name="/pose_transfer"
+        )
+        image = Image.open(result)
+        assert image.format == "PNG" and image.size == (200, 256), (source, image.format, image.size)
+        saved = Image.open(download)
+        assert saved.format == "PNG" and Path(download).name == "pgat-pose-transfer.png"
+        np.testing.assert_array_equal(np.asarray(saved.convert("RGB")), np.asarray(image.convert("RGB")))
+        overlay = np.asarray(Image.open(with_skeleton).convert("RGB"))
+        assert overlay.shape == (256, 200, 3) and (overlay != np.asarray(image.convert("RGB"))).any()
+        assert Image.open(pose_view).size == (256, 256)  # the JSON canvas, or the pose photo
+        results[source] = np.asarray(image.convert("RGB"), dtype=np.int16)
+        assert notes == ""
+    # the pose steers the output: two different target poses, two different pictures (even from an untrained model)
+    assert (results["preset"] != results["json"]).mean() > 0.01
+
+
+def test_pose_transfer_align_and_several_people(client, space, tmp_path):
+    two = Image.new("RGB", (512, 256), (235, 235, 235))
+    two.paste(Image.open(EXAMPLES / "person-1.png"), (0, 0))
+    two.paste(Image.open(EXAMPLES / "person-3.png").resize((180, 180)), (300, 70))
+    two.save(tmp_path / "two.png")
+    result, _, pose_view, _, notes = client.predict(
+        handle_file(str(EXAMPLES / "person-2.png")), "photo", handle_file(str(tmp_path / "two.png")), None, "pose-01",
+        space["stages"][-1], True, api_name="/pose_transfer",
+    )
+    assert Image.open(result).size == (256, 256)
+    assert Image.open(pose_view).size == (512, 256)  # the skeleton is drawn on the pose photo as uploaded
+    assert "The pose photo shows 2 people; the largest one was used." in notes
+
+
+def test_tryon_automatic_and_drawn_masks(client, space, tmp_path):
+    r = space["stages"][-1]
+    out = client.predict(_editor(EXAMPLES / "person-1.png"), _editor(EXAMPLES / "person-3.png"), "automatic", r, api_name="/tryon")
+    result, canonical_person, canonical_garment, warped, automatic_mask, notes = out
+    assert Image.open(result).format == "PNG" and Image.open(result).size == (256, 256)
+    for path in (canonical_person, canonical_garment, warped, automatic_mask):
+        assert Image.open(path).size == (r, r)  # the intermediates are in the model's square
+    # hand-drawn masks: an opaque stroke layer over each torso (RGBA, transparent elsewhere)
+    stroke = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+    stroke.paste(Image.new("RGBA", (70, 80), (255, 45, 135, 255)), (93, 60))
+    stroke.save(tmp_path / "stroke.png")
+    drawn = client.predict(_editor(EXAMPLES / "person-1.png", [tmp_path / "stroke.png"]), _editor(EXAMPLES / "person-3.png", [tmp_path / "stroke.png"]),
+                           "drawn", r, api_name="/tryon")
+    assert Image.open(drawn[0]).size == (256, 256)
+    a = np.asarray(Image.open(automatic_mask).convert("L"), dtype=np.int16)
+    b = np.asarray(Image.open(drawn[4]).convert("L"), dtype=np.int16)
+    assert (a > 127).sum() > 0 and (b > 127).sum() > 0 and np.abs(a - b).mean() > 1.0  # the drawn mask was used
+    # drawn mode without strokes says what is missing
+    with pytest.raises(Exception, match="nothing is painted on the person photo"):
+        client.predict(_editor(EXAMPLES / "person-1.png"), _editor(EXAMPLES / "person-3.png", [tmp_path / "stroke.png"]), "drawn", r, api_name="/tryon")
+
+
+def test_video_from_zip_and_driving_video(client, space):
+    low = space["stages"][0]
+    video, notes = client.predict(handle_file(str(EXAMPLES / "person-1.png")), "zip", None, handle_file(str(EXAMPLES / "workout_march.zip")),
+                                  0, 6, True, True, low, api_name="/video")
+    count, size, fps = _frames(video)
+    assert (count, size, fps) == (6, (256, 256), 30.0)
+    assert "The pose sequence has 120 frames; the frame cap kept the first 6." in notes
+    video, notes = client.predict(handle_file(str(EXAMPLES / "person-3.png")), "video", handle_file(str(EXAMPLES / "driving.mp4")), None,
+                                  0, 5, False, False, low, api_name="/video")
+    count, size, fps = _frames(video)
+    assert (count, size, fps) == (5, (256, 256), 15.0)  # the driving video's own rate
+    assert "The driving video has 60 frames; the frame cap kept the first 5." in notes
+
+
+# ---------------------------------------------------------------------------------------------
+# load and failures
+# ---------------------------------------------------------------------------------------------
+
+
+def test_eight_clients_at_once(space, portrait_png):
+    presets = [f"pose-{i:02d}" for i in range(1, 9)]
+
+    def one(preset):
+        return _client(space, "downloads-load").predict(handle_file(str(portrait_png)), "preset", None, None, preset, space["stages"][-1], False, api_name="/pose_transfer")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        outputs = list(pool.map(one, presets))
+    elapsed = time.perf_counter() - start
+    assert len(outputs) == 8
+    images = [np.asarray(Image.open(o[0]).convert("RGB")) for o in outputs]
+    assert all(im.shape == (256, 200, 3) for im in images)
+    assert len({im.tobytes() for im in images}) == 8  # each request got its own pose's result
+    print(f"8 concurrent pose transfers: {elapsed:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "text.png").write_text("this is not an image")
+    (d / "truncated.png").write_bytes((EXAMPLES / "person-1.png").read_bytes()[:300])
+    (d / "broken.json").write_text('{"people": [{"pose_keypoints_2d": [1, 2,')
+    (d / "nobody.json").write_text(json.dumps({"version": 1.3, "people": []}))
+    Image.new("RGB", (256, 256), (200, 220, 240)).save(d / "empty.png")
+    (d / "text.zip").write_text("not a zip")
+    with zipfile.ZipFile(d / "badjson.zip", "w") as z:
+        z.writestr("seq/f_000_keypoints.json", json.dumps({"people": []}))
+        z.writestr("seq/f_001_keypoints.json", "{oops")
+    (d / "garbage.mp4").write_bytes(b"\x00" * 2048)
+    writer = imageio_ffmpeg.write_frames(str(d / "long.mp4"), (64, 64), fps=2, macro_block_size=1)
+    writer.send(None)
+    for _ in range(2 * (MAX_VIDEO_SECONDS + 5)):
+        writer.send(np.zeros((64, 64, 3), np.uint8))
+    writer.close()
+    (d / "big.png").write_bytes(np.random.default_rng(0).bytes(6 * 1024 * 1024))
+    return d
+
+
+def test_bad_uploads_get_readable_errors_and_the_server_keeps_serving(client, space, bad_files):
+    ref = handle_file(str(EXAMPLES / "person-1.png"))
+    r = space["stages"][-1]
+    d = bad_files
+    cases = [
+        ((handle_file(str(d / "text.png")), "preset", None, None, "pose-01", r, False), "/pose_transfer",
+         "Reference photo: the uploaded file is not a readable image"),
+        ((handle_file(str(d / "truncated.png")), "preset", None, None, "pose-01", r, False), "/pose_transfer",
+         "`Reference photo` file 'truncated.png' is not a readable image"),
+        ((ref, "json", None, handle_file(str(d / "broken.json")), "pose-01", r, False), "/pose_transfer", "'broken.json' is not valid JSON"),
+        ((ref, "json", None, handle_file(str(d / "nobody.json")), "pose-01", r, False), "/pose_transfer", "has no people"),
+        ((ref, "photo", handle_file(str(d / "empty.png")), None, "pose-01", r, False), "/pose_transfer", "No person found in the pose photo"),
+        ((ref, "photo", None, None, "pose-01", r, False), "/pose_transfer", "no pose photo was uploaded"),
+        ((ref, "preset", None, None, "pose-01", 100, False), "/pose_transfer", "100 is not in the list of choices"),
+        ((_editor(d / "text.png"), _editor(EXAMPLES / "person-3.png"), "automatic", r), "/tryon",
+         r"Person photo \(paint the region the garment covers, for drawn masks\): the uploaded file is not a readable image"),
+        ((_editor(EXAMPLES / "person-1.png"), _editor(d / "empty.png"), "automatic", r), "/tryon", "No person found in the garment photo"),
+        ((ref, "zip", None, handle_file(str(d / "text.zip")), 0, 10, True, True, r), "/video", "'text.zip' is not a readable zip file"),
+        ((ref, "zip", None, handle_file(str(d / "badjson.zip")), 0, 10, True, True, r), "/video",
+         "OpenPose JSON file 'f_001_keypoints.json' is not valid JSON"),
+        ((ref, "video", handle_file(str(d / "garbage.mp4")), None, 0, 10, True, True, r), "/video", "Driving video: .* is not a readable video"),
+        ((ref, "video", handle_file(str(d / "long.mp4")), None, 0, 10, True, True, r), "/video",
+         f"The driving video lasts 25.0 s; this Space takes up to {MAX_VIDEO_SECONDS} s"),
+        ((ref, "video", handle_file(str(EXAMPLES / "driving.mp4")), None, 30, 10, True, True, r), "/video",
+         "`fps`=30.0 is above the 15 frames per second of the driving video"),
+    ]
+    for args, api, message in cases:
+        with pytest.raises(Exception, match=message) as info:
+            client.predict(*args, api_name=api)
+        text = str(info.value)
+        assert "Traceback" not in text and "/tmp/" not in text, text  # one readable line, no stack trace or temp paths
+    # the upload size limit (PGAT_MAX_FILE_SIZE=5mb here) refuses a 6 MB file before any work is done
+    with pytest.raises(Exception, match="(?i)exceed|too large|413"):
+        client.predict(handle_file(str(d / "big.png")), "preset", None, None, "pose-01", r, False, api_name="/pose_transfer")
+    # and it still serves
+    result = client.predict(ref, "preset", None, None, "pose-02", r, False, api_name="/pose_transfer")[0]
+    assert Image.open(result).size == (256, 256)
+
+
+# ---------------------------------------------------------------------------------------------
+# a real browser
+# ---------------------------------------------------------------------------------------------
+
+
+def test_browser_uses_each_tab_with_an_example(space):
+    if not Path(screenshots.CHROMIUM).is_file():
+        pytest.fail(f"Chromium is not at {screenshots.CHROMIUM}; `make install` installs Debian's chromium (apt-get install chromium)")
+    shots = screenshots.capture(space["url"], space["tmp"] / "screenshots")
+    assert set(shots) == {"pose", "tryon", "video"}
+    for key, path in shots.items():
+        image = Image.open(path)
+        assert image.format == "PNG" and image.size[0] == 1280 and image.size[1] > 800, (key, image.size)
