@@ -28,11 +28,12 @@ outputs are in [-1, 1] like the inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
@@ -66,6 +67,22 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.norm1(self.conv1(x)))
         return self.act(self.norm2(self.conv2(x)))
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold each eval-mode BatchNorm into the convolution before it (``y = s * conv(x) + t`` is one conv)."""
+        for conv, norm in (("conv1", "norm1"), ("conv2", "norm2")):
+            c, n = getattr(self, conv), getattr(self, norm)
+            # folded in float32 and cast back, so a bf16/fp16 model is rounded once, not at every step
+            weight, bias = fuse_conv_bn_weights(
+                c.weight.float(), c.bias.float(), n.running_mean.float(), n.running_var.float(), n.eps,
+                n.weight.float(), n.bias.float(),
+            )
+            c.weight = nn.Parameter(weight.to(c.weight.dtype), requires_grad=False)
+            c.bias = nn.Parameter(bias.to(c.bias.dtype), requires_grad=False)
+            setattr(self, norm, nn.Identity())
+        # the conv's output is a fresh tensor nobody else holds: the activation may overwrite it
+        self.act = nn.LeakyReLU(self.act.negative_slope, inplace=True)
 
 
 class PGATModel(ModelMixin, ConfigMixin):
@@ -121,6 +138,7 @@ class PGATModel(ModelMixin, ConfigMixin):
             self.decoder[f"b{s}"] = ConvBlock(ch(s // 2) + ch(s), ch(s), negative_slope)
         self.to_rgb = nn.Conv2d(ch(resolution), out_channels, 1)
         self.apply(_he_init)
+        self._fused = False
 
     # ---------------------------------------------------------------------------------------
     def _channels(self, size: int) -> int:
@@ -139,6 +157,11 @@ class PGATModel(ModelMixin, ConfigMixin):
         return self.config.resolution
 
     @property
+    def is_fused(self) -> bool:
+        """Whether `fuse` turned this model into its inference form."""
+        return self._fused
+
+    @property
     def pose_sigma(self) -> float:
         """Sigma of the pose maps in bottleneck pixels."""
         return self.config.sigma * self.config.bottleneck_size / 256.0
@@ -152,6 +175,10 @@ class PGATModel(ModelMixin, ConfigMixin):
         return heatmaps(kps, c.bottleneck_size, c.bottleneck_size, self.pose_sigma)
 
     def check_inputs(self, reference: torch.Tensor, target_keypoints: torch.Tensor) -> None:
+        self._check_reference(reference)
+        self._check_keypoints(target_keypoints, reference.shape[0])
+
+    def _check_reference(self, reference: torch.Tensor) -> None:
         c = self.config
         r = c.resolution
         if not isinstance(reference, torch.Tensor) or reference.ndim != 4:
@@ -164,9 +191,13 @@ class PGATModel(ModelMixin, ConfigMixin):
             raise ValueError(f"`reference` must be square ({r}x{r}); got {h}x{w}. Letterbox it first (pgat.pose.letterbox)")
         if h != r:
             raise ValueError(f"`reference` must be {r}x{r} for this stage-{r} model, got {h}x{w}")
-        if not isinstance(target_keypoints, torch.Tensor) or target_keypoints.shape != (b, c.num_keypoints, 2):
+
+    def _check_keypoints(self, target_keypoints: torch.Tensor, batch: Optional[int]) -> None:
+        c = self.config
+        ok = isinstance(target_keypoints, torch.Tensor) and target_keypoints.ndim == 3 and target_keypoints.shape[1:] == (c.num_keypoints, 2)
+        if not ok or (batch is not None and target_keypoints.shape[0] != batch):
             got = tuple(target_keypoints.shape) if isinstance(target_keypoints, torch.Tensor) else type(target_keypoints).__name__
-            raise ValueError(f"`target_keypoints` must be a ({b}, {c.num_keypoints}, 2) tensor of (x, y) pixels, got {got}")
+            raise ValueError(f"`target_keypoints` must be a ({batch or 'B'}, {c.num_keypoints}, 2) tensor of (x, y) pixels, got {got}")
         if not torch.is_floating_point(target_keypoints):
             raise ValueError(f"`target_keypoints` must be floating point, got {target_keypoints.dtype}")
         # (meta tensors carry no values: shape checks only, so the paper-size model can be traced without memory)
@@ -184,32 +215,113 @@ class PGATModel(ModelMixin, ConfigMixin):
             return_dict (`bool`, *optional*, defaults to `True`): return a `PGATModelOutput` instead of a tuple.
         """
         self.check_inputs(reference, target_keypoints)
-        sizes = self._sizes()
-
-        # 1. encode, keeping each block's output as the skip at its resolution
-        x = self.from_rgb(reference)
-        skips = {}
-        for s in reversed(sizes):
-            x = self.encoder[f"b{s}"](x)
-            if s != sizes[0]:
-                skips[s] = x
-                x = F.avg_pool2d(x, 2)
-
-        # 2. inject the target pose at the bottleneck, Eq. (1)
-        pose = self.pose_maps(target_keypoints.to(x.dtype)).to(x.dtype)
-        x = self.decoder[f"b{sizes[0]}"](torch.cat([x, pose], dim=1))
-
-        # 3. decode with skip connections
-        for s in sizes[1:]:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = self.decoder[f"b{s}"](torch.cat([x, skips[s]], dim=1))
-
-        image = torch.tanh(self.to_rgb(x))
+        image = self.decode(self.encode(reference), target_keypoints)
         if not return_dict:
             return (image,)
         return PGATModelOutput(image=image)
 
+    def encode(self, reference: torch.Tensor) -> Dict[int, torch.Tensor]:
+        r"""The encoder half: what the decoder needs from the reference, which does not depend on the pose.
+
+        Args:
+            reference (`torch.Tensor`): ``(B, 3, R, R)`` reference images in [-1, 1].
+
+        Returns:
+            `Dict[int, torch.Tensor]`: each encoder block's output keyed by its side: the skips, and the
+            bottleneck at ``bottleneck_size``. `decode` turns them into images for any number of poses, so one
+            reference shown in many poses (a video) is encoded once.
+        """
+        self._check_reference(reference)
+        sizes = self._sizes()
+        x = self.from_rgb(reference)
+        features = {}
+        for s in reversed(sizes):
+            x = self.encoder[f"b{s}"](x)
+            features[s] = x
+            if s != sizes[0]:
+                x = F.avg_pool2d(x, 2)
+        return features
+
+    def decode(self, features: Dict[int, torch.Tensor], target_keypoints: torch.Tensor) -> torch.Tensor:
+        r"""The decoder half: the encoded reference in the target poses.
+
+        Args:
+            features (`Dict[int, torch.Tensor]`): `encode`'s output, of batch ``B`` or 1 (one reference for
+                every pose: it is broadcast, not copied, until the skip concatenation).
+            target_keypoints (`torch.Tensor`): ``(B, 18, 2)`` target poses, ``(x, y)`` in pixels of R; -1 = missing.
+
+        Returns:
+            `torch.Tensor`: ``(B, 3, R, R)`` images in [-1, 1].
+        """
+        sizes = self._sizes()
+        if not isinstance(features, dict) or sorted(features) != sizes:
+            got = sorted(features) if isinstance(features, dict) else type(features).__name__
+            raise ValueError(f"`features` must be this model's encode() output, keyed by {sizes}; got {got}")
+        self._check_keypoints(target_keypoints, None)
+        b = target_keypoints.shape[0]
+        fb = features[sizes[0]].shape[0]
+        if fb not in (1, b):
+            raise ValueError(f"`features` hold {fb} references for {b} target poses; expected 1 (shared) or {b}")
+
+        def skip(s):
+            f = features[s]
+            return f.expand(b, *f.shape[1:]) if fb != b else f
+
+        # 1. inject the target pose at the bottleneck, Eq. (1)
+        x = skip(sizes[0])
+        pose = self.pose_maps(target_keypoints.to(x.dtype)).to(x.dtype)
+        x = self.decoder[f"b{sizes[0]}"](torch.cat([x, pose], dim=1))
+
+        # 2. up-sample and decode with the skip connections
+        for s in sizes[1:]:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = self.decoder[f"b{s}"](torch.cat([x, skip(s)], dim=1))
+        return torch.tanh(self.to_rgb(x))
+
     # ---------------------------------------------------------------------------------------
+    def fuse(self) -> "PGATModel":
+        r"""Turn this model into its inference form, in place, and return it.
+
+        Every BatchNorm is folded into the 3x3 convolution before it, using its running statistics (the model is
+        put in eval mode first), and the LeakyReLUs work in place. Outputs equal the eval-mode outputs of the
+        unfused model within float rounding; a second call does nothing.
+
+        A fused model is for inference only, and says so with an error when asked for more:
+
+        - ``train()`` and `grow` raise: with the statistics folded away there is no BatchNorm left to train, and
+          a grown model would inherit convolutions that no longer match its new blocks' normalisation.
+        - ``save_pretrained`` raises. Fused weights lack the BatchNorm tensors, so the folder would not load as a
+          `PGATModel`; writing identity BatchNorms instead would load but would silently lose the running
+          statistics that fine-tuning needs. Folding takes milliseconds at load time (``PGATPipeline.from_pretrained``
+          does it by default), so repositories keep the one trainable form. Load with ``fuse=False`` to save.
+        """
+        if self._fused:
+            return self
+        self.eval()
+        for block in [*self.encoder.values(), *self.decoder.values()]:
+            block.fuse()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self._fused = True
+        return self
+
+    def _refuse_if_fused(self, action: str) -> None:
+        if self._fused:
+            raise RuntimeError(
+                f"this PGATModel is fused for inference (its BatchNorms are folded into the convolutions by fuse()), "
+                f"so it cannot {action}; load the weights unfused for that (PGATModel.from_pretrained, or "
+                f"PGATPipeline.from_pretrained(..., fuse=False))"
+            )
+
+    def train(self, mode: bool = True) -> "PGATModel":
+        if mode:
+            self._refuse_if_fused("train")
+        return super().train(mode)
+
+    def save_pretrained(self, *args, **kwargs):
+        self._refuse_if_fused("be saved")
+        return super().save_pretrained(*args, **kwargs)
+
     def grow(self) -> "PGATModel":
         """The model at the next resolution (§3.1): one new outermost encoder block and decoder block,
         new ``from_rgb`` / ``to_rgb``; every older parameter and buffer copied bit-identically.
@@ -217,6 +329,7 @@ class PGATModel(ModelMixin, ConfigMixin):
         There is no fade-in: the new layers start from He init and everything stays trainable. The
         new model is on this model's device and dtype and in its train/eval mode; ``self`` is unchanged.
         """
+        self._refuse_if_fused("grow")
         r = self.config.resolution
         if r >= RESOLUTIONS[-1]:
             raise ValueError(f"cannot grow past {RESOLUTIONS[-1]}: this model is already at resolution {r}")

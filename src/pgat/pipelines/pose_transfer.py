@@ -93,6 +93,7 @@ class PGATPipeline(DiffusionPipeline):
         cache_dir: Optional[Union[str, os.PathLike]] = None,
         local_files_only: bool = False,
         token: Optional[Union[str, bool]] = None,
+        fuse: bool = True,
         **kwargs,
     ) -> "PGATPipeline":
         r"""Load one stage of a PGAT repository (a local folder or a Hub id).
@@ -104,9 +105,14 @@ class PGATPipeline(DiffusionPipeline):
             torch_dtype (`torch.dtype`, *optional*): load the weights in this dtype.
             pose_estimator (*optional*, defaults to ``"auto"``): see the class docstring.
             revision, cache_dir, local_files_only, token: as in ``huggingface_hub``; ``HF_HUB_OFFLINE=1`` is honoured.
+            fuse (`bool`, *optional*, defaults to `True`): fold the BatchNorms into the convolutions
+                (`PGATModel.fuse`), the inference form: same outputs within float rounding, faster. A fused
+                model cannot be trained, grown or saved; pass `False` for that.
         """
         if kwargs:
             raise ValueError(f"{cls.__name__}.from_pretrained got unknown arguments {sorted(kwargs)}")
+        if not isinstance(fuse, bool):
+            raise ValueError(f"`fuse` must be True or False, got {fuse!r}")
         if torch_dtype is not None and not isinstance(torch_dtype, torch.dtype):
             raise ValueError(f"`torch_dtype` must be a torch.dtype such as torch.bfloat16, got {torch_dtype!r}")
         repo, resolution = resolve_stage(
@@ -114,6 +120,8 @@ class PGATPipeline(DiffusionPipeline):
             local_files_only=local_files_only, token=token, extra_patterns=cls._extra_patterns,
         )
         model = load_model_folder(repo / stage_folder(resolution), PGATModel, torch_dtype=torch_dtype).eval()
+        if fuse:
+            model.fuse()
         pipe = cls(model=model, pose_estimator=pose_estimator)
         pipe._load_extras(repo, torch_dtype)
         pipe._available_stages = sorted(read_model_index(repo).get("stages", [])) or list_stages(repo) or [resolution]
@@ -228,14 +236,19 @@ class PGATPipeline(DiffusionPipeline):
             squares.append(self.prepare_target(pose, prepared[ref(i)][1], references[ref(i)], reference_pose, align_pose,
                                                "target_pose" if len(poses) == 1 else f"target_pose[{i}]"))
 
-        # 3. one forward pass per batch
+        # 3. one forward pass per batch; one reference for all poses is encoded once (its features do not
+        #    depend on the pose), so each batch runs only the decoder
+        shared = self.model.encode(prepared[0][2][None].to(device=device, dtype=dtype)) if len(references) == 1 else None
         images: List[PIL.Image.Image] = []
         starts = range(0, len(poses), batch_size)
         for start in self.progress_bar(starts) if len(starts) > 1 else starts:
             idx = list(range(start, min(len(poses), start + batch_size)))
-            batch = torch.stack([prepared[ref(i)][2] for i in idx]).to(device=device, dtype=dtype)
             kps = torch.from_numpy(np.stack([squares[i][:, :2] for i in idx])).to(device=device, dtype=dtype)
-            out = self.model(batch, kps).image
+            if shared is not None:
+                out = self.model.decode(shared, kps)
+            else:
+                batch = torch.stack([prepared[ref(i)][2] for i in idx]).to(device=device, dtype=dtype)
+                out = self.model(batch, kps).image
             for i, square in zip(idx, to_pil(out)):
                 images.append(prepared[ref(i)][1].image_from_square(square))
 
