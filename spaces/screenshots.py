@@ -88,10 +88,25 @@ def serve(model: Optional[str] = None, env: Optional[Dict[str, str]] = None, tim
                 proc.wait()
 
 
+def _check_pose_controls(page) -> None:
+    """The pose tab's controls that run in the page: the overlay toggle and the preset gallery."""
+    page.get_by_text("Show the target skeleton on the result").click()
+    page.wait_for_selector("#pose-result-skeleton img", state="visible", timeout=30_000)
+    assert not page.locator("#pose-result").is_visible(), "the overlay toggle left the plain result visible"
+    page.get_by_text("Show the target skeleton on the result").click()
+    page.wait_for_selector("#pose-result img", state="visible", timeout=30_000)
+    page.locator("img[src*='pose-05']").first.click()  # a gallery thumbnail picks that preset
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('input')].some(i => i.getAttribute('aria-label') === 'Preset pose' && i.value === 'pose-05')",
+        timeout=30_000,
+    )
+
+
 def capture(url: str, out_dir: Path, timeout_s: float = 240.0, width: int = 1280, height: int = 900) -> Dict[str, Path]:
     """Open the Space, run each tab's first example, wait for its output and screenshot the page.
 
-    Raises `AssertionError` when an error toast appears or no output arrives within ``timeout_s`` per tab.
+    Raises `AssertionError` when an error toast appears or no output arrives within ``timeout_s`` per tab. On the
+    pose tab it also checks the skeleton-overlay toggle and that a click on the preset gallery picks that preset.
     Returns the screenshot of each tab (``pose``, ``tryon``, ``video``).
     """
     from playwright.sync_api import sync_playwright
@@ -126,6 +141,8 @@ def capture(url: str, out_dir: Path, timeout_s: float = 240.0, width: int = 1280
                     page.wait_for_timeout(500)  # let the layout settle
                 shots[key] = out_dir / f"{key}.png"
                 page.screenshot(path=str(shots[key]), full_page=True)
+                if key == "pose":
+                    _check_pose_controls(page)
         finally:
             browser.close()
     return shots

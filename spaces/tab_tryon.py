@@ -98,9 +98,11 @@ def _editor(label: str) -> PhotoEditor:
 def create_demo(models: Models) -> gr.Blocks:
     tryon = make_tryon(models)
     with gr.Blocks() as demo:
+        gr.Markdown("For hand-drawn masks, paint on the photos: on the person, the region the new garment covers; "
+                    "on the garment photo, the garment. Automatic masks ignore the paint.")
         with gr.Row():
-            person = _editor("Person photo (paint the region the garment covers, for drawn masks)")
-            garment = _editor("Garment photo: someone wearing it (paint the garment, for drawn masks)")
+            person = _editor("Person photo")
+            garment = _editor("Garment photo (someone wearing it)")
             with gr.Column():
                 result = Photo(label="Result", elem_id="tryon-result", type="pil", format="png", interactive=False, height=420)
                 notes = gr.Markdown(label="Notes")
