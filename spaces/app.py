@@ -20,7 +20,8 @@ from ui import examples_cache, launch
 DESCRIPTION = """# PGAT: pose-guided appearance transfer
 One photo of a person + a target pose → the same person, in the same clothes, in that pose, in one forward pass
 (*Pose-Guided High-Resolution Appearance Transfer via Progressive Training*). Model: **{name}** (stages {stages}) on **{device}**.
-The default model was trained on SynthHumans, the project's procedural people, so it works on pictures like the examples.
+The embedded default model was trained for an hour on a CPU, on SynthHumans (the project's procedural people) only: its results are
+blurry and only roughly re-posed even on pictures like the examples, and it has never seen a real photograph (see its model card).
 """
 
 
