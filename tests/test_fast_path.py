@@ -41,9 +41,10 @@ def test_fused_equals_unfused(bottleneck_channels):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert before.abs().max() > 0.1  # a real image, not a saturated or empty one
     torch.testing.assert_close(after, before, atol=1e-4, rtol=0)
-    model.fuse()  # a second call changes nothing
+    assert after.is_contiguous()  # channels-last inside, the usual layout out
+    model.fuse(channels_last=False)  # a second call only changes the memory format
     with torch.no_grad():
-        assert torch.equal(model(reference, keypoints).image, after)
+        torch.testing.assert_close(model(reference, keypoints).image, after, atol=1e-4, rtol=0)
 
 
 def test_encode_once_decode_many_equals_forward():
@@ -54,6 +55,7 @@ def test_encode_once_decode_many_equals_forward():
     with torch.no_grad():
         features = model.encode(one)
         assert sorted(features) == [32, 64, 128] and features[32].shape == (1, 16, 32, 32)
+        assert features[128].is_contiguous(memory_format=torch.channels_last)
         shared = model.decode(features, keypoints)  # one reference broadcast to three poses
         each = model(one.expand(3, -1, -1, -1), keypoints).image
     torch.testing.assert_close(shared, each, atol=1e-5, rtol=0)
@@ -68,6 +70,8 @@ def test_encode_once_decode_many_equals_forward():
 def test_fused_model_refuses_training_growing_and_saving(tmp_path):
     model = PGATModel(resolution=64, bottleneck_channels=16).fuse()
     assert not model.training and not any(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="`channels_last` must be True or False, got 1"):
+        model.fuse(channels_last=1)
     for attempt in (model.train, model.grow, lambda: model.save_pretrained(tmp_path / "fused")):
         with pytest.raises(RuntimeError, match=r"fused for inference.*fuse=False"):
             attempt()
