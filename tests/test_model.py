@@ -134,3 +134,17 @@ def test_bad_inputs_name_the_argument(reference, keypoints, message):
     model = PGATModel(resolution=64, **TINY)
     with pytest.raises(ValueError, match=message):
         model(reference, keypoints)
+
+
+def test_bf16_model_makes_pose_maps_in_float32():
+    """A bf16 model must not round the keypoints to bf16 (8 significant bits: 100.25 -> 100) before Eq. (1)."""
+    model = PGATModel(resolution=128, **TINY).eval().to(torch.bfloat16)
+    reference, keypoints = _inputs(128, batch=1)
+    keypoints[0, 0] = torch.tensor([100.25, 90.75])  # not representable in bf16
+    seen = {}
+    model.decoder["b32"].register_forward_pre_hook(lambda m, args: seen.__setitem__("x", args[0]))
+    with torch.no_grad():
+        model(reference.to(torch.bfloat16), keypoints)
+    pose = seen["x"][:, -18:]
+    assert pose.dtype == torch.bfloat16
+    torch.testing.assert_close(pose, model.pose_maps(keypoints).to(torch.bfloat16), atol=0, rtol=0)

@@ -40,6 +40,19 @@ def test_save_layout_and_load_by_path(repo):
     assert half.model.dtype == torch.bfloat16
 
 
+def test_bf16_pipeline_keeps_the_pose_in_float32(repo, sample):
+    """The weights may be bf16; the target keypoints stay float32 pixels (bf16 rounds 100.3 to 100)."""
+    reference, keypoints = sample
+    pipe = PGATPipeline.from_pretrained(repo, resolution=128, torch_dtype=torch.bfloat16)
+    seen = []
+    decode = pipe.model.decode
+    pipe.model.decode = lambda features, kps: seen.append(kps.dtype) or decode(features, kps)
+    image = pipe(reference, keypoints, output_type="np").images[0]
+    assert seen == [torch.float32] and pipe.model.dtype == torch.bfloat16
+    plain = PGATPipeline.from_pretrained(repo, resolution=128)(reference, keypoints, output_type="np").images[0]
+    assert np.abs(image - plain).mean() < 0.02  # the same picture, up to bf16 rounding
+
+
 def test_output_framing_and_types(repo, sample):
     reference, keypoints = sample
     pipe = PGATPipeline.from_pretrained(repo, resolution=64)

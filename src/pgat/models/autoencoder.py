@@ -272,7 +272,8 @@ class PGATModel(ModelMixin, ConfigMixin):
 
         # 1. inject the target pose at the bottleneck, Eq. (1)
         x = skip(sizes[0])
-        pose = self.pose_maps(target_keypoints.to(x.dtype)).to(x.dtype)
+        # made in float32 and cast: bf16 would round a keypoint at x = 1001 of a 1024² image to 1000
+        pose = self.pose_maps(target_keypoints.float()).to(x.dtype)
         if self._channels_last:
             pose = pose.contiguous(memory_format=torch.channels_last)
         x = self.decoder[f"b{sizes[0]}"](torch.cat([x, pose], dim=1))

@@ -243,7 +243,7 @@ class PGATPipeline(DiffusionPipeline):
         starts = range(0, len(poses), batch_size)
         for start in self.progress_bar(starts) if len(starts) > 1 else starts:
             idx = list(range(start, min(len(poses), start + batch_size)))
-            kps = torch.from_numpy(np.stack([squares[i][:, :2] for i in idx])).to(device=device, dtype=dtype)
+            kps = torch.from_numpy(np.stack([squares[i][:, :2] for i in idx])).to(device)  # float32: bf16 would round the pixels
             if shared is not None:
                 out = self.model.decode(shared, kps)
             else:

@@ -317,7 +317,7 @@ class PGATTryOnPipeline(PGATPipeline):
 
         # 4. pose transfer into the canonical pose (dis-occlusion), both photos in one batch
         refs = torch.stack([person_t, garment_t]).to(device=device, dtype=dtype)
-        kps = torch.from_numpy(np.stack([canonical, canonical])).to(device=device, dtype=dtype)
+        kps = torch.from_numpy(np.stack([canonical, canonical])).to(device)  # float32 pixels, whatever the model dtype
         canon = self.model(refs, kps).image.float()
         canonical_person, canonical_garment = canon[:1], canon[1:]
 
@@ -342,7 +342,7 @@ class PGATTryOnPipeline(PGATPipeline):
 
         # 7. back to the person's pose and framing
         if restore_pose:
-            back = torch.from_numpy(person_kps[None]).to(device=device, dtype=dtype)
+            back = torch.from_numpy(person_kps[None]).to(device)
             dressed = self.model(composite.to(dtype), back).image.float()
             images = [person_box.image_from_square(im) for im in to_pil(dressed)]
         else:
