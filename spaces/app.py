@@ -9,13 +9,19 @@ models in ``model.py`` (``PGAT_MODEL``, ``PGAT_DEVICE``) and the shared parts in
 
 from __future__ import annotations
 
-import gradio as gr
+from pgat.cpu_memory import reuse_freed_memory
 
-import tab_pose_transfer
-import tab_tryon
-import tab_video
-from model import Models
-from ui import examples_cache, launch
+# first, while this is the only thread: gradio's worker threads, made later, then share the one malloc arena that
+# keeps freed memory, and a 512²-1024² forward on the CPU stops page-faulting its feature maps (pgat.cpu_memory)
+reuse_freed_memory()
+
+import gradio as gr  # noqa: E402
+
+import tab_pose_transfer  # noqa: E402
+import tab_tryon  # noqa: E402
+import tab_video  # noqa: E402
+from model import Models  # noqa: E402
+from ui import examples_cache, launch  # noqa: E402
 
 DESCRIPTION = """# PGAT: pose-guided appearance transfer
 One photo of a person + a target pose → the same person, in the same clothes, in that pose, in one forward pass

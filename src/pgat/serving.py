@@ -520,8 +520,10 @@ def create_app(repository: Union[str, os.PathLike, None] = None, handler=None, m
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .cpu_memory import reuse_freed_memory
     from .pipelines.utils import model_or_default
 
+    reuse_freed_memory()  # before uvicorn's threads, so that they share the arena that keeps freed memory
     repository = model_or_default(args.model)
     if not Path(repository).is_dir():
         from huggingface_hub import snapshot_download

@@ -38,6 +38,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
+from ..cpu_memory import reuse_freed_memory
 from ..pose import NUM_KEYPOINTS, heatmaps
 from ..stages import RESOLUTIONS, channels_at, check_resolution
 
@@ -276,16 +277,26 @@ class PGATModel(ModelMixin, ConfigMixin):
         pose = self.pose_maps(target_keypoints.float()).to(x.dtype)
         if self._channels_last:
             pose = pose.contiguous(memory_format=torch.channels_last)
-        x = self.decoder[f"b{sizes[0]}"](torch.cat([x, pose], dim=1))
+        x = self.decoder[f"b{sizes[0]}"](self._join(x, pose))
 
         # 2. up-sample and decode with the skip connections
         for s in sizes[1:]:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = self.decoder[f"b{s}"](torch.cat([x, skip(s)], dim=1))
+            x = self.decoder[f"b{s}"](self._join(x, skip(s)))
         return torch.tanh(self.to_rgb(x)).contiguous()  # 3 channels: the usual layout costs nothing
 
+    def _join(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``torch.cat([a, b], dim=1)`` in the model's memory format. Left to itself, ``cat`` of a reference's skip
+        broadcast to a batch of poses (`decode`) comes out NCHW, and every channels-last convolution after it
+        reorders its input: measured 0.70x for a batch of 4 poses at 1024² (``benchmarks/fast_path.py``)."""
+        if not self._channels_last:
+            return torch.cat([a, b], dim=1)
+        n, _, h, w = a.shape
+        out = torch.empty(n, a.shape[1] + b.shape[1], h, w, dtype=a.dtype, device=a.device, memory_format=torch.channels_last)
+        return torch.cat([a, b], dim=1, out=out)
+
     # ---------------------------------------------------------------------------------------
-    def fuse(self, channels_last: bool = True) -> "PGATModel":
+    def fuse(self, channels_last: bool = True, compile: bool = False) -> "PGATModel":
         r"""Turn this model into its inference form, in place, and return it.
 
         Every BatchNorm is folded into the 3x3 convolution before it, using its running statistics (the model is
@@ -294,10 +305,19 @@ class PGATModel(ModelMixin, ConfigMixin):
 
         Args:
             channels_last (`bool`, *optional*, defaults to `True`): also keep the weights, and run the features, in
-                channels-last memory format. Measured on a 2-core AVX2 CPU (``benchmarks/BENCHMARKS.md``): oneDNN's
-                3x3 convolutions with at most 128 channels on 256²-1024² maps run 1.25-1.9x faster so, the
-                paper-size model 1.15-1.25x faster from 256² up and the same at 64² and 128². Images come out in
-                the usual layout.
+                channels-last memory format, which oneDNN's convolutions run faster: the paper-size model 1.10x at
+                128² and 256², 1.15x at 512², 1.20x at 1024² on a 2-core AVX-512 CPU (``benchmarks/BENCHMARKS.md``;
+                1.15-1.25x from 256² up on an AVX2 one). Images come out in the usual layout.
+            compile (`bool`, *optional*, defaults to `False`): also ``torch.compile`` `encode` and `decode` (what
+                `forward` and the pipelines call); it cannot be undone. Off by default: on that CPU it ran
+                1.00-1.03x as fast as eager, after a first call of 15 s (128²) to 20 s (1024²) with an empty
+                compile cache.
+
+        On the CPU it also makes this process keep and reuse freed memory (`pgat.cpu_memory.reuse_freed_memory`):
+        the 64-128 MB feature maps of 512² and 1024² would otherwise be fresh pages, faulted in and zeroed by the
+        kernel at every forward. Measured 1.39x at 1024², 1.23x at 512², 1.15x at 256² on that CPU. It is
+        process-wide (the memory of the largest forward stays with the process); ``PGAT_REUSE_CPU_MEMORY=0`` turns
+        it off.
 
         A fused model is for inference only, and says so with an error when asked for more:
 
@@ -308,8 +328,9 @@ class PGATModel(ModelMixin, ConfigMixin):
           statistics that fine-tuning needs. Folding takes milliseconds at load time (``PGATPipeline.from_pretrained``
           does it by default), so repositories keep the one trainable form. Load with ``fuse=False`` to save.
         """
-        if not isinstance(channels_last, bool):
-            raise ValueError(f"`channels_last` must be True or False, got {channels_last!r}")
+        for name, value in (("channels_last", channels_last), ("compile", compile)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be True or False, got {value!r}")
         if not self._fused:
             self.eval()
             for block in [*self.encoder.values(), *self.decoder.values()]:
@@ -320,6 +341,12 @@ class PGATModel(ModelMixin, ConfigMixin):
         if channels_last != self._channels_last:
             self.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
             self._channels_last = channels_last
+        if next(self.parameters()).device.type == "cpu":
+            reuse_freed_memory()  # process-wide; PGAT_REUSE_CPU_MEMORY=0 turns it off
+        if compile and "encode" not in self.__dict__:
+            # instance attributes shadow the methods: forward() and the pipelines call them by name
+            self.encode = torch.compile(self.encode)
+            self.decode = torch.compile(self.decode)
         return self
 
     def _refuse_if_fused(self, action: str) -> None:

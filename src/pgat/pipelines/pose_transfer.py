@@ -94,6 +94,7 @@ class PGATPipeline(DiffusionPipeline):
         local_files_only: bool = False,
         token: Optional[Union[str, bool]] = None,
         fuse: bool = True,
+        compile: bool = False,
         **kwargs,
     ) -> "PGATPipeline":
         r"""Load one stage of a PGAT repository (a local folder or a Hub id).
@@ -108,11 +109,16 @@ class PGATPipeline(DiffusionPipeline):
             fuse (`bool`, *optional*, defaults to `True`): fold the BatchNorms into the convolutions
                 (`PGATModel.fuse`), the inference form: same outputs within float rounding, faster. A fused
                 model cannot be trained, grown or saved; pass `False` for that.
+            compile (`bool`, *optional*, defaults to `False`): also ``torch.compile`` the fused model
+                (`PGATModel.fuse`); needs ``fuse=True``. Measured 1.00-1.03x on a CPU, after a first call of 15-20 s.
         """
         if kwargs:
             raise ValueError(f"{cls.__name__}.from_pretrained got unknown arguments {sorted(kwargs)}")
-        if not isinstance(fuse, bool):
-            raise ValueError(f"`fuse` must be True or False, got {fuse!r}")
+        for name, value in (("fuse", fuse), ("compile", compile)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be True or False, got {value!r}")
+        if compile and not fuse:
+            raise ValueError("`compile=True` compiles the fused inference form; it needs `fuse=True`")
         if torch_dtype is not None and not isinstance(torch_dtype, torch.dtype):
             raise ValueError(f"`torch_dtype` must be a torch.dtype such as torch.bfloat16, got {torch_dtype!r}")
         repo, resolution = resolve_stage(
@@ -121,7 +127,7 @@ class PGATPipeline(DiffusionPipeline):
         )
         model = load_model_folder(repo / stage_folder(resolution), PGATModel, torch_dtype=torch_dtype).eval()
         if fuse:
-            model.fuse()
+            model.fuse(compile=compile)
         pipe = cls(model=model, pose_estimator=pose_estimator)
         pipe._load_extras(repo, torch_dtype)
         pipe._available_stages = sorted(read_model_index(repo).get("stages", [])) or list_stages(repo) or [resolution]
