@@ -230,5 +230,11 @@ def test_cli_transfer(repo, sample, tmp_path, capsys):
     expected = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=None)(reference, keypoints).images[0]
     np.testing.assert_array_equal(result, np.asarray(expected))
     assert "stage 64²" in capsys.readouterr().out
+    half = tmp_path / "half.png"
+    assert main(["transfer", str(ref_path), "--pose", str(pose_path), "-o", str(half), "--model", str(repo), "--resolution", "64", "--dtype", "bfloat16"]) == 0
+    assert np.abs(np.asarray(Image.open(half), float) - result).mean() < 4  # the same picture, rounded in bf16
+    with pytest.raises(SystemExit):
+        main(["transfer", str(ref_path), "--pose", str(pose_path), "-o", str(half), "--dtype", "float16"])
+    assert "argument --dtype: invalid choice: 'float16' (choose from" in capsys.readouterr().err
     assert main(["transfer", str(ref_path), "--pose", str(tmp_path / "missing.json"), "-o", str(out), "--model", str(repo)]) == 2
     assert "missing.json" in capsys.readouterr().err

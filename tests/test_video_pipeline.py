@@ -312,6 +312,28 @@ def test_real_sequence_to_mp4(pipe, march_dir, reference, tmp_path):
         assert np.abs(frames[t] - again).max() <= 1 and diffs.argmin() == t
 
 
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_a_video_encodes_its_reference_once(pipe, march, reference, batch_size, monkeypatch):
+    """One encoder pass for the whole video, whatever the batch size (the default is 1 frame per pass on a CPU)."""
+    image, kps = reference
+    calls = {"encode": 0, "decode": []}
+    encode, decode = pipe.model.encode, pipe.model.decode
+
+    def counting_encode(x):
+        calls["encode"] += 1
+        return encode(x)
+
+    def counting_decode(features, keypoints):
+        calls["decode"].append(len(keypoints))
+        return decode(features, keypoints)
+
+    monkeypatch.setattr(pipe.model, "encode", counting_encode)
+    monkeypatch.setattr(pipe.model, "decode", counting_decode)
+    out = pipe(image, march[:10], reference_pose=kps, batch_size=batch_size)
+    assert len(out.frames) == 10 and calls["encode"] == 1
+    assert calls["decode"] == ([1] * 10 if batch_size is None else [4, 4, 2])
+
+
 def test_pipeline_smoothing_and_switches(pipe, march, reference):
     image, kps = reference
     noisy = fill_missing(march[:40])

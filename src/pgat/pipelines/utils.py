@@ -147,3 +147,14 @@ def model_or_default(model: Optional[str]) -> str:
             "pass --model ID_OR_PATH (a Hub id or a local PGAT repository) or set PGAT_MODEL"
         )
     return str(default)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Poses per forward pass when the caller does not say: 1 on a CPU, 8 elsewhere.
+
+    Measured on a 2-core CPU (``benchmarks/video.py``, one reference encoded once, 256²): batch 1 makes 57.7
+    frames/s with the embedded model and 1.50 with the paper-size one, batch 8 57.1 and 1.41. Batches gain nothing
+    there and multiply the memory of the feature maps, so a CPU takes one pose at a time. A GPU needs batches to be
+    filled (not measured here: no GPU was available).
+    """
+    return 1 if torch.device(device).type == "cpu" else 8
