@@ -59,17 +59,27 @@ def run_stage(resolution: int, batch: int, bottleneck: int, steps: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", default="64:4:64,128:4:64,256:4:64,64:1:1024,256:1:1024", help="resolution:batch:bottleneck_channels, comma-separated")
-    p.add_argument("--steps", type=int, default=12)
+    # the embedded model's width and batch sizes (train/configs/pgat-synth-256.yaml), then the paper-size model
+    p.add_argument("--runs", default="64:8:128,128:4:128,256:2:128,64:1:1024,128:1:1024,256:1:1024,512:1:1024:6,1024:1:1024:5",
+                   help="resolution:batch:bottleneck_channels[:steps], comma-separated")
+    p.add_argument("--steps", type=int, default=12, help="steps per run unless the run names its own (at least 3)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     results = []
     for spec in args.runs.split(","):
-        r, b, c = (int(v) for v in spec.split(":"))
-        res = run_stage(r, b, c, args.steps)
+        fields = [int(v) for v in spec.split(":")]
+        if len(fields) not in (3, 4):
+            raise SystemExit(f"--runs: expected resolution:batch:bottleneck_channels[:steps], got {spec!r}")
+        r, b, c = fields[:3]
+        res = run_stage(r, b, c, fields[3] if len(fields) == 4 else args.steps)
         results.append(res)
         print(f"{r:>5}² batch {b} width {c:>4}: {res['seconds_per_step']:.2f} s/step, peak RSS {res['peak_rss_gib']:.2f} GiB", flush=True)
     out = {"machine": {**machine(), "load_average": os.getloadavg()}, "results": results}
+    if args.out and Path(args.out).exists():  # runs of other stages / widths from an earlier call are kept
+        key = lambda r: (r["resolution"], r["batch_size"], r["bottleneck_channels"])  # noqa: E731
+        new = {key(r) for r in results}
+        earlier = [r for r in json.loads(Path(args.out).read_text()).get("results", []) if key(r) not in new]
+        out["results"] = sorted(earlier + results, key=lambda r: (r["bottleneck_channels"], r["resolution"]))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
