@@ -217,7 +217,7 @@ def main(args: argparse.Namespace) -> Path:
     from pgat.losses import PerceptualLoss
     from pgat.models.flow import AppearanceFlowModel, default_canonical_pose
     from pgat.training_utils import StepBatchSampler, load_torch_state, resolve_checkpoint, set_rng_state, write_json
-    from pgat.training_utils import save_checkpoint
+    from pgat.training_utils import rewind_jsonl, save_checkpoint
 
     out = Path(args.output_dir)
     accelerator = Accelerator(
@@ -243,6 +243,9 @@ def main(args: argparse.Namespace) -> Path:
         global_step = int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
         model = AppearanceFlowModel.from_pretrained(checkpoint / "model")
         logger.info("resuming from %s at step %d", checkpoint, global_step)
+        if accelerator.is_main_process:  # what a killed run logged after its last checkpoint is made again now
+            for name in ("train_log.jsonl", "validation.jsonl"):
+                rewind_jsonl(out / name, lambda r: r.get("step", 0) <= global_step)
     else:
         model = AppearanceFlowModel(block_out_channels=tuple(widths), sample_size=args.resolution, canonical_pose=default_canonical_pose())
     model.train()

@@ -14,7 +14,8 @@ carried over and fresh state for the new ones.
 
 The output folder is a Hub model repository (``model_index.json``, ``stage-XXXX/`` per finished stage, a README
 model card), plus ``training_config.json``, ``samples/``, ``validation.jsonl`` and ``checkpoint-N/`` folders that
-``--resume_from_checkpoint latest`` continues from, mid-stage, with identical results to an uninterrupted run.
+``--resume_from_checkpoint latest`` continues from, mid-stage, with identical results to an uninterrupted run
+(the logs are rewound to the checkpoint's step first, so a step a killed run logged after it is logged once).
 """
 
 from __future__ import annotations
@@ -258,6 +259,7 @@ def main(args: argparse.Namespace) -> Path:
         carry_optimizer_state,
         load_torch_state,
         resolve_checkpoint,
+        rewind_jsonl,
         save_checkpoint,
         set_rng_state,
         write_json,
@@ -285,6 +287,11 @@ def main(args: argparse.Namespace) -> Path:
     if checkpoint is not None:
         state = {k: v for k, v in json.loads((checkpoint / "trainer_state.json").read_text()).items() if k in state}
         logger.info("resuming from %s (stage %d, step %d of it)", checkpoint, state["stage_index"], state["step_in_stage"])
+        if accelerator.is_main_process:  # what a killed run logged after its last checkpoint is made again now
+            for name in ("train_log.jsonl", "validation.jsonl"):
+                rewind_jsonl(out / name, lambda r: r.get("step", 0) <= state["global_step"])
+            redone = {level["resolution"] for level in schedule[state["stage_index"]:]}
+            rewind_jsonl(out / "timings.jsonl", lambda r: r.get("resolution") not in redone)
     set_seed(args.seed)
 
     perceptual = PerceptualLoss(network=args.perceptual_network, weights_path=args.vgg_weights).to(accelerator.device)

@@ -164,6 +164,35 @@ def resolve_checkpoint(output_dir: Union[str, os.PathLike], resume_from: Optiona
     return path
 
 
+def rewind_jsonl(path: Union[str, os.PathLike], keep) -> int:
+    """Drop the records of a JSON-lines log that ``keep(record)`` rejects, and a line cut off by a kill; returns how
+    many lines went.
+
+    A run killed after its last checkpoint has logged steps that the resumed run makes again: resuming rewinds
+    ``train_log.jsonl`` and ``validation.jsonl`` to the checkpoint's step, so each step is logged once, by the run
+    whose weights carry on. The file is replaced in one move, so a kill during the rewind loses nothing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if keep(record):
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+    return dropped
+
+
 def begin_checkpoint(output_dir: Union[str, os.PathLike], step: int) -> Path:
     tmp = Path(output_dir) / f"checkpoint-{step}.tmp"
     if tmp.exists():
