@@ -134,10 +134,12 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_run, tmp_path):
     assert not (out / "stage-0128").exists(), "the run finished before it was killed: nothing was resumed"
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert state == {"global_step": 3, "stage_index": 0, "step_in_stage": 3, "num_processes": 1}
-    # the kill may land after the killed run logged a step past its checkpoint, or in the middle of a line: the
-    # resumed run makes those steps again, and logs each once
+    # the kill may land after the killed run logged a step past its last checkpoint (checkpoint-3, or checkpoint-4 at
+    # the level boundary if it got that far), or in the middle of a line: the resumed run makes those steps again,
+    # and logs each once
+    latest = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
     with open(out / "train_log.jsonl", "a") as f:
-        f.write(json.dumps({"step": 4, "loss": 1.0, "resolution": 64}) + '\n{"step": 5, "lo')
+        f.write(json.dumps({"step": latest + 1, "loss": 1.0, "resolution": 64}) + '\n{"step": %d, "lo' % (latest + 2))
 
     _train(out, "--checkpointing_steps", "3", "--resume_from_checkpoint", "latest")
     log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
