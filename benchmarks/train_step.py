@@ -71,7 +71,10 @@ def main() -> None:
         if len(fields) not in (3, 4):
             raise SystemExit(f"--runs: expected resolution:batch:bottleneck_channels[:steps], got {spec!r}")
         r, b, c = fields[:3]
-        res = run_stage(r, b, c, fields[3] if len(fields) == 4 else args.steps)
+        steps = fields[3] if len(fields) == 4 else args.steps
+        if steps < 3:  # the first step (warm-up) and the last (sample, validation) are not counted
+            raise SystemExit(f"--runs / --steps: a run needs at least 3 steps, got {steps} for {spec!r}")
+        res = run_stage(r, b, c, steps)
         results.append(res)
         print(f"{r:>5}² batch {b} width {c:>4}: {res['seconds_per_step']:.2f} s/step, peak RSS {res['peak_rss_gib']:.2f} GiB", flush=True)
     out = {"machine": {**machine(), "load_average": os.getloadavg()}, "results": results}
