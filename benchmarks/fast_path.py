@@ -88,9 +88,14 @@ def compare(name: str, baseline: Callable, option: Callable, rounds: int, flops:
                 t0 = time.perf_counter()
                 fn()
                 times.append(time.perf_counter() - t0)
+    return summary(name, times_a, times_b, flops, err)
+
+
+def summary(name: str, times_a, times_b, flops: float, err: float, where: str = "") -> Dict:
+    """The record of one option: best times and speed-up, and the median of the paired ratios (each round's pair ran
+    back to back, so their ratio follows a drifting load better than the bests); printed as a line."""
     best_a, best_b = min(times_a), min(times_b)
-    # each round's pair ran back to back: the median of their ratios follows a drifting load better than the bests
-    paired = sorted(ta / tb for ta, tb in zip(times_a, times_b))[rounds // 2]
+    paired = sorted(ta / tb for ta, tb in zip(times_a, times_b))[len(times_a) // 2]
     out = {
         "option": name, "baseline_seconds": best_a, "option_seconds": best_b, "speedup": best_a / best_b,
         "speedup_paired_median": paired, "baseline_seconds_all": times_a, "option_seconds_all": times_b,
@@ -99,7 +104,7 @@ def compare(name: str, baseline: Callable, option: Callable, rounds: int, flops:
     }
     print(
         f"  {name:14s} {best_a * 1000:9.1f} ms -> {best_b * 1000:9.1f} ms  x{out['speedup']:.3f} best, x{paired:.3f} paired median "
-        f"(max |diff| {err:.1e}, load {out['load_average'][0]:.1f})",
+        f"(max |diff| {err:.1e}, load {out['load_average'][0]:.1f}{where})",
         flush=True,
     )
     return out
@@ -143,20 +148,7 @@ def compare_processes(name: str, resolution: int, bottleneck_channels: int, env_
                     raise RuntimeError(proc.stderr[-3000:])
                 times[side].append(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
         err = float(np.abs(np.load(Path(tmp) / "a.npy") - np.load(Path(tmp) / "b.npy")).max())
-    best_a, best_b = min(times["a"]), min(times["b"])
-    paired = sorted(ta / tb for ta, tb in zip(times["a"], times["b"]))[rounds // 2]
-    out = {
-        "option": name, "baseline_seconds": best_a, "option_seconds": best_b, "speedup": best_a / best_b,
-        "speedup_paired_median": paired, "baseline_seconds_all": times["a"], "option_seconds_all": times["b"],
-        "baseline_gflops_per_second": flops / best_a, "option_gflops_per_second": flops / best_b,
-        "max_abs_difference": err, "load_average": os.getloadavg(), "baseline_env": env_a, "option_env": env_b,
-    }
-    print(
-        f"  {name:14s} {best_a * 1000:9.1f} ms -> {best_b * 1000:9.1f} ms  x{out['speedup']:.3f} best, x{paired:.3f} paired median "
-        f"(max |diff| {err:.1e}, load {out['load_average'][0]:.1f}; separate processes)",
-        flush=True,
-    )
-    return out
+    return {**summary(name, times["a"], times["b"], flops, err, "; separate processes"), "baseline_env": env_a, "option_env": env_b}
 
 
 def main() -> None:

@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from pgat import PGATModel
-from pgat.stages import BOTTLENECK_SIZE, MIN_CHANNELS, RESOLUTIONS
+from pgat.hub import list_stages
+from pgat.stages import BOTTLENECK_SIZE, MIN_CHANNELS, RESOLUTIONS, stage_folder
 
 # (channels, side): one shape per kind of layer the model has (wide and small, narrow and large), 19 GFLOPs per
 # image each; a GPU runs them at a batch large enough to fill it
@@ -89,10 +90,10 @@ def model_config(bottleneck_channels: int = 1024, config: Optional[str] = None) 
     """The widths to build every stage with: ``bottleneck_channels``, or those of the repository ``config``."""
     if config is None:
         return {"bottleneck_channels": bottleneck_channels, "bottleneck_size": BOTTLENECK_SIZE, "min_channels": MIN_CHANNELS}
-    stages = sorted(Path(config).glob("stage-*/config.json"))
+    stages = list_stages(config)
     if not stages:
         raise SystemExit(f"--config: expected a PGAT repository with stage-*/config.json files, got {config!r} (no stages there)")
-    c = json.loads(stages[-1].read_text())
+    c = PGATModel.load_config(Path(config) / stage_folder(stages[-1]))
     return {k: c[k] for k in ("bottleneck_channels", "bottleneck_size", "min_channels")}
 
 

@@ -33,9 +33,14 @@ def machine_line(m: Dict) -> str:
     return f"{m['gpu']} ({m['gpu_memory_gib']:.0f} GiB, CUDA {m['cuda']}) on {cpu}" if "gpu" in m else cpu
 
 
+def _header(*columns: str) -> List[str]:
+    """A markdown table's header row and separator."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def aim_table(cost: Dict, aim: float = 0.6) -> str:
     """Issue 10's aim: the paper-size model at >= 60 % of the same-run peak at every stage from 128² up (fp32)."""
-    rows = ["| stage | batch | utilisation, best / median of the forwards | aim 60 % |", "|---|---|---|---|"]
+    rows = _header("stage", "batch", "utilisation, best / median of the forwards", "aim 60 %")
     for r in cost["runs"]:
         if r["resolution"] < 128:
             continue
@@ -45,10 +50,8 @@ def aim_table(cost: Dict, aim: float = 0.6) -> str:
 
 
 def inference_table(cost: Dict) -> str:
-    rows = [
-        "| stage | batch | GFLOPs / image | latency best (ms) | median (ms) | images/s | GFLOP/s | same-run peak | utilisation (best / median) | peak memory (GiB) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = _header("stage", "batch", "GFLOPs / image", "latency best (ms)", "median (ms)", "images/s", "GFLOP/s", "same-run peak",
+                   "utilisation (best / median)", "peak memory (GiB)", "load")
     for r in cost["runs"]:
         rows.append(
             f"| {r['resolution']}² | {r['batch']} | {r['forward_gflops'] / r['batch']:.1f} | {_ms(r['seconds_best'])} | "
@@ -60,10 +63,7 @@ def inference_table(cost: Dict) -> str:
 
 
 def fast_path_table(fast: Dict) -> str:
-    rows = [
-        "| stage | option | without (ms, best) | with (ms, best) | speed-up (best / median of pairs) | max abs diff | kept |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    rows = _header("stage", "option", "without (ms, best)", "with (ms, best)", "speed-up (best / median of pairs)", "max abs diff", "kept")
     for stage in fast["stages"]:
         for res in stage["results"]:
             extra = ""
@@ -99,7 +99,7 @@ KEPT = {
 
 
 def precision_table(prec: Dict) -> str:
-    rows = ["| | SSIM | MS-SSIM | local-SSIM | time for the pairs (s) |", "|---|---|---|---|---|"]
+    rows = _header("", "SSIM", "MS-SSIM", "local-SSIM", "time for the pairs (s)")
     for name in ("fp32", "bf16"):
         m = prec[name]
         rows.append(f"| {name} | {m['ssim']:.4f} | {m['ms_ssim']:.4f} | {m['local_ssim']:.4f} | {m['seconds']:.2f} |")
@@ -116,10 +116,7 @@ def precision_table(prec: Dict) -> str:
 
 def profile_table(profile: Dict) -> str:
     groups = ["convolution", "concatenation", "up-sampling", "pooling", "activation", "batchnorm", "copies"]
-    rows = [
-        "| stage | form | forward (s) | convolutions at (GFLOP/s) | " + " | ".join(groups) + " | other |",
-        "|---|---|---|---|" + "---|" * (len(groups) + 1),
-    ]
+    rows = _header("stage", "form", "forward (s)", "convolutions at (GFLOP/s)", *groups, "other")
     for st in profile["stages"]:
         share = st["share_by_group"]
         other = 1 - sum(share.get(g, 0.0) for g in groups)
@@ -134,10 +131,8 @@ def profile_table(profile: Dict) -> str:
 
 
 def video_table(video: Dict) -> str:
-    rows = [
-        "| model | width | stage | poses from | frames | batch | fps | model (s) | pose estimation (s) | mp4 encode (s) | other (s) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = _header("model", "width", "stage", "poses from", "frames", "batch", "fps", "model (s)", "pose estimation (s)",
+                   "mp4 encode (s)", "other (s)", "load")
     for r in video["runs"]:
         rows.append(
             f"| {r.get('model', 'random weights')} | {r['bottleneck_channels']} | {r['resolution']}² | {r['source']} | {r['frames']} | {r['batch_size']} | **{r['frames_per_second']:.2f}** | "
@@ -147,7 +142,7 @@ def video_table(video: Dict) -> str:
 
 
 def train_table(train: Dict) -> str:
-    rows = ["| width | stage | batch | s / step | images/s | peak RSS (GiB) |", "|---|---|---|---|---|---|"]
+    rows = _header("width", "stage", "batch", "s / step", "images/s", "peak RSS (GiB)")
     for r in train["results"]:
         rows.append(
             f"| {r['bottleneck_channels']} | {r['resolution']}² | {r['batch_size']} | {r['seconds_per_step']:.2f} | "

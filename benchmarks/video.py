@@ -36,6 +36,7 @@ from pgat import PGATModel, PGATPipeline, PGATVideoPipeline
 from pgat.data.synthetic import SynthHumans
 from pgat.pipelines.video import write_video
 from pgat.pose import read_openpose_folder, visible
+from pgat.stages import stage_folder
 
 REPO = Path(__file__).resolve().parents[1]
 MARCH = "openpose-sequences/workout_march"
@@ -124,7 +125,7 @@ def main() -> None:
                 PGATPipeline(model=PGATModel(resolution=resolution, bottleneck_channels=channels).eval()).save_pretrained(repo)
             else:  # a repository, e.g. the embedded model
                 repo = Path(model_spec) if Path(model_spec).is_absolute() else REPO / model_spec
-                channels = json.loads((repo / f"stage-{resolution:04d}" / "config.json").read_text())["bottleneck_channels"]
+                channels = PGATModel.load_config(repo / stage_folder(resolution))["bottleneck_channels"]
             for source in args.sources.split(","):
                 if source == "openpose":
                     poses, estimator = march_dir, None
