@@ -1,0 +1,202 @@
+"""pgat.parts: part transforms between two poses, part masks, the composite warp and the part-warp baseline."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pgat.parts import (
+    NUM_PARTS,
+    PART_INDEX,
+    PART_NAMES,
+    body_unit,
+    composite_grid,
+    part_masks,
+    part_transforms,
+    warp,
+    warp_image,
+)
+
+# a standing person in a 128 square: every body joint and the face
+STANDING = torch.tensor(
+    [
+        [64, 22], [64, 38], [52, 39], [48, 58], [46, 76], [76, 39], [80, 58], [82, 76],
+        [56, 74], [55, 98], [55, 120], [72, 74], [73, 98], [73, 120], [61, 19], [67, 19], [58, 21], [70, 21],
+    ],
+    dtype=torch.float32,
+)[None]
+
+
+def _apply(theta: torch.Tensor, kps: torch.Tensor) -> torch.Tensor:
+    """``theta`` (2, 3) applied to (B, 18, 2) points, missing ones kept missing."""
+    out = kps @ theta[:, :2].T + theta[:, 2]
+    return torch.where((kps < 0).any(-1, keepdim=True), kps, out)
+
+
+def _similarity(angle: float, scale: float, shift, centre=(64.0, 64.0)) -> torch.Tensor:
+    c, s = scale * math.cos(angle), scale * math.sin(angle)
+    m = torch.tensor([[c, -s], [s, c]])
+    t = torch.tensor(centre) + torch.tensor(shift, dtype=torch.float32) - m @ torch.tensor(centre)
+    return torch.cat([m, t[:, None]], 1)
+
+
+def test_parts_are_the_rigid_parts_of_a_coco18_body():
+    assert NUM_PARTS == 10
+    assert set(PART_NAMES) == {
+        "head", "torso", "r_upper_arm", "r_forearm", "l_upper_arm", "l_forearm", "r_thigh", "r_shin", "l_thigh", "l_shin",
+    }
+
+
+def test_identity_pose_gives_the_identity_warp():
+    theta, valid = part_transforms(STANDING, STANDING)
+    assert valid.all()
+    torch.testing.assert_close(theta, torch.eye(2, 3).expand(1, NUM_PARTS, 2, 3), atol=1e-4, rtol=0)
+    features = torch.randn(1, 5, 32, 32)
+    warped, masks = warp(features, STANDING, STANDING, image_size=128)
+    coverage = masks.amax(1, keepdim=True)
+    torch.testing.assert_close(warped, features * coverage, atol=1e-4, rtol=0)
+    image = torch.rand(1, 3, 128, 128) * 2 - 1
+    out = warp_image(image, STANDING, STANDING)
+    inside = (part_masks(STANDING, 128).amax(1, keepdim=True) > 0.999).expand_as(image)
+    torch.testing.assert_close(out[inside], image[inside], atol=2e-3, rtol=0)  # blended by a coverage of 0.999+
+
+
+@pytest.mark.parametrize(
+    "angle, scale, shift",
+    [(0.0, 1.0, (9.0, -5.0)), (0.4, 1.0, (0.0, 0.0)), (0.0, 1.3, (0.0, 0.0)), (-0.7, 0.8, (6.0, 3.0))],
+    ids=["translation", "rotation", "scaling", "all three"],
+)
+def test_a_transformed_pose_gives_exactly_that_transform_to_every_part(angle, scale, shift):
+    t = _similarity(angle, scale, shift)
+    theta, valid = part_transforms(STANDING, _apply(t, STANDING))
+    assert valid.all()
+    # the limbs' similarities and the torso's least-squares affine are both exact for a rigid motion of the pose
+    torch.testing.assert_close(theta[0], t.expand(NUM_PARTS, 2, 3), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("angle, scale, shift", [(0.5, 1.0, (4.0, -3.0)), (0.0, 1.25, (-6.0, 2.0)), (-0.3, 0.9, (0.0, 0.0))])
+def test_a_rigid_limb_image_moves_by_exactly_the_pose_transform(angle, scale, shift):
+    """An image that is a linear ramp inside the right forearm: bilinear sampling of a linear function is exact, so
+    the warped image must equal the ramp carried by the transform wherever the moved forearm's mask is full."""
+    t = _similarity(angle, scale, shift)
+    moved = _apply(t, STANDING)
+    ys, xs = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    ramp = lambda x, y: 0.01 * x - 0.007 * y + 0.1  # noqa: E731
+    image = ramp(xs, ys)[None, None].expand(1, 3, 128, 128).clone()
+    warped, masks = warp(image, STANDING, moved, image_size=128)
+    # where the target pixel p reads: the source point T^-1(p)
+    inv = torch.linalg.inv(torch.cat([t, torch.tensor([[0.0, 0.0, 1.0]])]))[:2]
+    sx, sy = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2], inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    expected = ramp(sx, sy)
+    forearm = masks[0, PART_INDEX["r_forearm"]]
+    chosen = (forearm > 0.999) & (forearm >= masks[0].amax(0))  # the pixels that follow the forearm
+    inside_source = (sx > 1) & (sx < 126) & (sy > 1) & (sy < 126)
+    region = chosen & inside_source
+    assert region.sum() > 50
+    torch.testing.assert_close(warped[0, 0][region], expected[region], atol=1e-4, rtol=0)
+
+
+def test_a_part_with_a_missing_joint_contributes_nothing():
+    target = STANDING.clone()
+    target[0, 4] = -1  # the right wrist
+    reference = STANDING.clone()
+    reference[0, 11] = -1  # the left hip, in the other pose: the torso and the left thigh have no transform
+    theta, valid = part_transforms(reference, target)
+    missing = {"r_forearm", "torso", "l_thigh"}
+    assert {PART_NAMES[i] for i in range(NUM_PARTS) if not valid[0, i]} == missing
+    grid, masks = composite_grid(reference, target, 64, image_size=128)
+    for name in missing:
+        assert masks[0, PART_INDEX[name]].abs().max() == 0
+    # no pixel reads through a part without a transform: a reference whose only content is a missing part's
+    # region is warped to nothing there
+    assert (masks.amax(1) > 0).any()
+    # in the target's own masks (no pair), the part with the missing wrist is empty
+    own = part_masks(target, 64, 128)
+    assert own[0, PART_INDEX["r_forearm"]].max() == 0 and own[0, PART_INDEX["torso"]].max() > 0.99
+
+
+def test_masks_are_soft_follow_the_pose_and_scale_with_the_body():
+    masks = part_masks(STANDING, 128)
+    assert masks.shape == (1, NUM_PARTS, 128, 128) and 0 <= masks.min() and masks.max() <= 1
+    # each part's mask is full at the middle of its own segment
+    for name, (a, b) in (("r_upper_arm", (2, 3)), ("l_shin", (12, 13)), ("head", (1, 0))):
+        x, y = ((STANDING[0, a] + STANDING[0, b]) / 2).round().long().tolist()
+        if name == "head":
+            x, y = STANDING[0, 0].round().long().tolist()
+        assert masks[0, PART_INDEX[name], y, x] > 0.99, name
+    assert masks[0, :, 5, 5].max() < 1e-3  # a corner of the picture is no part
+    # the same pose at half the size: masks on a half-size grid match the full-size ones subsampled
+    small = part_masks(STANDING / 2, 64)
+    assert (small - masks[..., ::2, ::2]).abs().mean() < 0.02
+    torch.testing.assert_close(body_unit(STANDING / 2), body_unit(STANDING) / 2)
+    # the grid of another size samples the same masks: the feature-size convention
+    assert (part_masks(STANDING, 64, 128) - F.avg_pool2d(masks, 2)).abs().mean() < 0.02
+
+
+def test_side_view_torso_falls_back_to_its_axis():
+    side = STANDING.clone()
+    side[0, [2, 5]] = torch.tensor([[64.0, 39.0], [64.5, 39.0]])  # shoulders on one point: a side view
+    side[0, [8, 11]] = torch.tensor([[64.0, 74.0], [64.5, 74.0]])
+    theta, valid = part_transforms(side, side)
+    assert valid[0, PART_INDEX["torso"]]
+    torch.testing.assert_close(theta[0, PART_INDEX["torso"]], torch.eye(2, 3), atol=1e-4, rtol=0)
+
+
+def test_warp_is_batched_and_broadcasts_one_reference():
+    g = torch.Generator().manual_seed(0)
+    targets = torch.cat([_apply(_similarity(a, 1.0, (3.0 * a, 0.0)), STANDING) for a in (0.0, 0.3, -0.2)])
+    features = torch.randn(1, 4, 16, 16, generator=g)
+    batched, masks = warp(features, STANDING, targets, image_size=128)
+    assert batched.shape == (3, 4, 16, 16) and masks.shape == (3, NUM_PARTS, 16, 16)
+    for i in range(3):
+        one, _ = warp(features, STANDING, targets[i : i + 1], image_size=128)
+        torch.testing.assert_close(batched[i : i + 1], one)
+
+
+def test_gradients_flow_through_the_warp():
+    features = torch.randn(2, 3, 32, 32, requires_grad=True)
+    target = _apply(_similarity(0.3, 1.1, (2.0, 1.0)), STANDING).expand(2, -1, -1)
+    warped, _ = warp(features, STANDING.expand(2, -1, -1), target, image_size=128)
+    warped.square().sum().backward()
+    assert features.grad is not None and features.grad.abs().sum() > 0
+
+
+def test_bf16_features_are_sampled_in_float32():
+    features = torch.randn(1, 2, 64, 64)
+    target = _apply(_similarity(0.2, 1.0, (1.5, 0.0)), STANDING)
+    full, _ = warp(features, STANDING, target, image_size=128)
+    half, _ = warp(features.bfloat16(), STANDING, target, image_size=128)
+    assert half.dtype == torch.bfloat16
+    # only the bf16 rounding of the values, not of the positions (which would be up to ~0.5 px off here)
+    torch.testing.assert_close(half.float(), full, atol=0.05, rtol=0.01)
+
+
+def test_part_warp_baseline_moves_the_person_and_fills_the_background():
+    from pgat.data.pairs import PairDataset
+    from pgat.data.synthetic import SynthHumans
+
+    data = PairDataset(SynthHumans(resolution=64, split="test", seed=0, length=4), resolution=64, flip_prob=0.0)
+    item = data[1]
+    ref, tgt = item["reference_keypoints"][None], item["target_keypoints"][None]
+    out = warp_image(item["reference"][None], ref, tgt)
+    assert out.shape == (1, 3, 64, 64) and out.min() >= -1 and out.max() <= 1
+    # closer to the ground truth than the reference itself, on this pair
+    err = lambda a: (a - item["target"][None]).abs().mean().item()  # noqa: E731
+    assert err(out) < err(item["reference"][None])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: part_transforms(torch.zeros(1, 17, 2), STANDING), r"`source` must be a \(B, 18, 2\)"),
+        (lambda: part_transforms(STANDING, STANDING.expand(2, -1, -1)), "same number of poses"),
+        (lambda: part_masks(STANDING, 0), "`size` and `image_size` must be positive"),
+        (lambda: warp(torch.zeros(3, 8, 8), STANDING, STANDING), r"`features` must be a \(B, C, h, w\)"),
+        (lambda: warp(torch.zeros(2, 1, 8, 8), STANDING, STANDING.expand(3, -1, -1)), "1 or 3 references"),
+        (lambda: composite_grid(STANDING, STANDING, 8, parts=("tail",)), "unknown \\['tail'\\]"),
+    ],
+)
+def test_bad_inputs_name_the_argument(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
