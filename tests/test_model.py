@@ -148,3 +148,114 @@ def test_bf16_model_makes_pose_maps_in_float32():
     pose = seen["x"][:, -18:]
     assert pose.dtype == torch.bfloat16
     torch.testing.assert_close(pose, model.pose_maps(keypoints).to(torch.bfloat16), atol=0, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the options beyond the paper (DESIGN.md §1b): reference pose, part-warped skips, pose at every scale
+# ---------------------------------------------------------------------------------------------
+
+POSE_AWARE = dict(reference_pose=True, warp_skips=True, pose_every_scale=True)
+OPTION_SETS = [
+    dict(reference_pose=True),
+    dict(warp_skips=True),
+    dict(warp_skips=True, warp_keep_unwarped=False),
+    dict(pose_every_scale=True),
+    POSE_AWARE,
+]
+
+
+def _person(resolution, batch=2, seed=0):
+    """References and plausible poses (SynthHumans test pairs): part transforms need real bodies."""
+    from pgat.data.pairs import PairDataset
+    from pgat.data.synthetic import SynthHumans
+
+    data = PairDataset(SynthHumans(resolution=resolution, split="test", seed=seed, length=batch), resolution=resolution, flip_prob=0.0)
+    items = [data[i] for i in range(batch)]
+    return tuple(torch.stack([it[k] for it in items]) for k in ("reference", "target_keypoints", "reference_keypoints"))
+
+
+def test_paper_network_is_unchanged_by_the_options():
+    """All options off is the paper's network: same config defaults, state-dict keys and shapes, and outputs (pinned
+    from the model before the options existed: the same seed, inputs and slice)."""
+    import hashlib
+
+    torch.manual_seed(0)
+    model = PGATModel(resolution=64, bottleneck_channels=16).eval()
+    assert not model.needs_reference_pose
+    assert (model.config.reference_pose, model.config.warp_skips, model.config.pose_every_scale) == (False, False, False)
+    keys = ";".join(f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items())
+    assert hashlib.sha256(keys.encode()).hexdigest() == "8ddf658a44375ae970fc2ca3d0aadaebd9f3fed5b9739ff66ba7945f553b3f58"
+    g = torch.Generator().manual_seed(1)
+    reference = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    keypoints = torch.rand(2, 18, 2, generator=g) * 63
+    keypoints[:, 14:] = -1
+    with torch.no_grad():
+        out = model(reference, keypoints).image
+        again = model(reference, keypoints, keypoints.flip(0)).image  # a reference pose is accepted and unused
+    expected = torch.tensor([-0.7547, -0.36778, 0.16497, 0.48492, 0.16353, -0.63017, -0.42966, -0.44332, -0.42486])
+    torch.testing.assert_close(out[0, :, 30, 28:31].flatten(), expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[1, 1, 10, 40:44], torch.tensor([0.60929, -0.14037, 0.94934, 0.17705]), atol=1e-4, rtol=0)
+    assert torch.equal(out, again)
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: "+".join(k for k, v in o.items() if v) or "replace")
+def test_options_keep_block_names_and_fused_equals_unfused(options):
+    model = PGATModel(resolution=128, **TINY, **options)
+    assert set(model.state_dict()) == set(PGATModel(resolution=128, **TINY).state_dict())  # channels, not modules
+    reference, target, ref_kps = _person(128)
+    model.train()
+    model(reference, target, ref_kps).image.mean().backward()  # BatchNorm statistics that are not the identity
+    model.eval()
+    with torch.no_grad():
+        plain = model(reference, target, ref_kps).image
+        model.fuse()
+        fused = model(reference, target, ref_kps).image
+    assert plain.shape == (2, 3, 128, 128)
+    torch.testing.assert_close(fused, plain, atol=1e-4, rtol=1e-4)
+
+
+def test_pose_aware_model_needs_the_reference_pose():
+    model = PGATModel(resolution=64, **TINY, warp_skips=True)
+    assert model.needs_reference_pose
+    reference, target, ref_kps = _person(64, batch=1)
+    with pytest.raises(ValueError, match=r"warp_skips=True, so it needs `reference_keypoints`.*got None"):
+        model(reference, target)
+    with pytest.raises(ValueError, match=r"`reference_keypoints` must be a \(1 or 1, 18, 2\)"):
+        model(reference, target, ref_kps[:, :17])
+    with pytest.raises(ValueError, match="pass `return_dict=` by name"):
+        model(reference, target, False)
+    with pytest.raises(ValueError, match="`warp_skips` must be True or False"):
+        PGATModel(resolution=64, warp_skips="yes")
+
+
+def test_pose_aware_output_follows_both_poses_and_every_parameter_learns():
+    model = PGATModel(resolution=64, **TINY, **POSE_AWARE).train()
+    reference, target, ref_kps = _person(64)
+    loss = (model(reference, target, ref_kps).image - reference).abs().mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name  # the encoder learns through the warp
+    model.eval()
+    with torch.no_grad():
+        a = model(reference, target, ref_kps).image
+        b = model(reference, target, ref_kps.flip(0)).image  # another reference pose moves other features
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_pose_aware_encode_once_decode_many_grow_and_bf16():
+    model = PGATModel(resolution=64, **TINY, **POSE_AWARE).eval()
+    reference, target, ref_kps = _person(64)
+    with torch.no_grad():
+        shared = model.decode(model.encode(reference[:1]), target, ref_kps[:1])
+        each = model(reference[:1].expand(2, -1, -1, -1), target, ref_kps[:1].expand(2, -1, -1)).image
+    torch.testing.assert_close(shared, each, atol=1e-5, rtol=0)
+    grown = model.grow()
+    assert grown.config.warp_skips and grown.config.resolution == 128
+    r128, t128, k128 = _person(128)
+    with torch.no_grad():
+        assert grown(r128, t128, k128).image.shape == (2, 3, 128, 128)
+        half = model.to(torch.bfloat16)(reference.bfloat16(), target, ref_kps).image
+    assert half.dtype == torch.bfloat16
+    with torch.no_grad():
+        full = model.float()(reference, target, ref_kps).image
+    assert (half.float() - full).abs().mean() < 0.05

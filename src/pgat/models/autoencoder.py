@@ -23,6 +23,19 @@ state-dict keys do not change as the network grows. ``from_rgb`` outputs the cha
 level further out would produce, ``C(2R)``: growing then plugs a new outermost encoder block in front
 of the old one without reshaping anything that was trained. ``to_rgb`` ends in ``tanh`` so that
 outputs are in [-1, 1] like the inputs.
+
+Beyond the paper (DESIGN.md §1b), three options make the output take the target pose; all are off by default, and
+with all of them off the network, its state-dict keys and its outputs are exactly the paper's:
+
+- ``reference_pose``: the reference's own 18 pose maps beside the target's at the bottleneck;
+- ``warp_skips``: every skip and the bottleneck are warped part by part from the reference pose to the target pose
+  (`pgat.parts.warp`, the affine part transforms of Deformable GANs) before the decoder sees them, with the ten
+  target part masks as extra channels. ``warp_keep_unwarped`` also keeps the unwarped features beside the warped
+  ones, for what no part covers (background, hair, a skirt) and for the decoder to choose;
+- ``pose_every_scale``: the target pose maps at every decoder resolution, not only at the bottleneck.
+
+They add input channels to the decoder blocks' first convolutions and no modules, so block names stay the same.
+Models with ``reference_pose`` or ``warp_skips`` need the reference's keypoints (`needs_reference_pose`).
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
 from ..cpu_memory import reuse_freed_memory
+from ..parts import NUM_PARTS, warp as warp_parts
 from ..pose import NUM_KEYPOINTS, heatmaps
 from ..stages import RESOLUTIONS, channels_at, check_resolution
 
@@ -100,6 +114,14 @@ class PGATModel(ModelMixin, ConfigMixin):
         in_channels (`int`, *optional*, defaults to 3), out_channels (`int`, *optional*, defaults to 3): image channels.
         min_channels (`int`, *optional*, defaults to 4): floor on block widths for tiny models.
         negative_slope (`float`, *optional*, defaults to 0.2): LeakyReLU slope.
+        reference_pose (`bool`, *optional*, defaults to `False`): also concatenate the reference's own pose maps at
+            the bottleneck (not in the paper).
+        warp_skips (`bool`, *optional*, defaults to `False`): warp the bottleneck and every skip per body part to the
+            target pose, with the part masks as extra channels (not in the paper).
+        warp_keep_unwarped (`bool`, *optional*, defaults to `True`): with ``warp_skips``, keep the unwarped features
+            beside the warped ones; ignored otherwise.
+        pose_every_scale (`bool`, *optional*, defaults to `False`): concatenate the target pose maps at every decoder
+            resolution (not in the paper).
 
     The defaults build the paper's model; tests and CPU demos use the same class with a small
     ``bottleneck_channels``.
@@ -119,8 +141,16 @@ class PGATModel(ModelMixin, ConfigMixin):
         out_channels: int = 3,
         min_channels: int = 4,
         negative_slope: float = 0.2,
+        reference_pose: bool = False,
+        warp_skips: bool = False,
+        warp_keep_unwarped: bool = True,
+        pose_every_scale: bool = False,
     ):
         super().__init__()
+        for name, value in (("reference_pose", reference_pose), ("warp_skips", warp_skips),
+                            ("warp_keep_unwarped", warp_keep_unwarped), ("pose_every_scale", pose_every_scale)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be True or False, got {value!r}")
         check_resolution(resolution)
         if bottleneck_size >= resolution or resolution % bottleneck_size or (resolution // bottleneck_size) & (resolution // bottleneck_size - 1):
             raise ValueError(f"`bottleneck_size` must be a power-of-two fraction of `resolution` ({resolution}), got {bottleneck_size}")
@@ -134,9 +164,11 @@ class PGATModel(ModelMixin, ConfigMixin):
         self.decoder = nn.ModuleDict()
         for s in sizes:
             self.encoder[f"b{s}"] = ConvBlock(ch(2 * s), ch(s), negative_slope)
-        self.decoder[f"b{bottleneck_size}"] = ConvBlock(ch(bottleneck_size) + num_keypoints, ch(bottleneck_size), negative_slope)
+        self.decoder[f"b{bottleneck_size}"] = ConvBlock(
+            self._skip_channels(bottleneck_size) + num_keypoints * (1 + reference_pose), ch(bottleneck_size), negative_slope
+        )
         for s in sizes[1:]:
-            self.decoder[f"b{s}"] = ConvBlock(ch(s // 2) + ch(s), ch(s), negative_slope)
+            self.decoder[f"b{s}"] = ConvBlock(ch(s // 2) + self._skip_channels(s) + num_keypoints * pose_every_scale, ch(s), negative_slope)
         self.to_rgb = nn.Conv2d(ch(resolution), out_channels, 1)
         self.apply(_he_init)
         self._fused = False
@@ -146,6 +178,14 @@ class PGATModel(ModelMixin, ConfigMixin):
     def _channels(self, size: int) -> int:
         c = self.config
         return channels_at(size, c.bottleneck_channels, c.bottleneck_size, c.min_channels)
+
+    def _skip_channels(self, size: int) -> int:
+        """Channels the decoder block at ``size`` takes from the encoder side: the skip, warped (+ part masks, and
+        the unwarped skip too if kept) when ``warp_skips``."""
+        c = self.config
+        if not c.warp_skips:
+            return self._channels(size)
+        return self._channels(size) * (1 + c.warp_keep_unwarped) + NUM_PARTS
 
     def _sizes(self) -> List[int]:
         s, out = self.config.bottleneck_size, []
@@ -164,17 +204,24 @@ class PGATModel(ModelMixin, ConfigMixin):
         return self._fused
 
     @property
+    def needs_reference_pose(self) -> bool:
+        """Whether `forward` / `decode` need ``reference_keypoints`` (``reference_pose`` or ``warp_skips``)."""
+        return bool(self.config.reference_pose or self.config.warp_skips)
+
+    @property
     def pose_sigma(self) -> float:
         """Sigma of the pose maps in bottleneck pixels."""
         return self.config.sigma * self.config.bottleneck_size / 256.0
 
-    def pose_maps(self, target_keypoints: torch.Tensor) -> torch.Tensor:
-        """Eq. (1) on the bottleneck grid, from keypoints in pixels of the stage resolution."""
+    def pose_maps(self, target_keypoints: torch.Tensor, size: Optional[int] = None) -> torch.Tensor:
+        """Eq. (1) on a ``size`` grid (default: the bottleneck), from keypoints in pixels of the stage resolution;
+        sigma scales with the grid (3.2 px of a 256-wide image)."""
         c = self.config
-        scale = c.bottleneck_size / c.resolution
+        size = size or c.bottleneck_size
+        scale = size / c.resolution
         kps = (target_keypoints + 0.5) * scale - 0.5  # pixel-centre convention on both grids
         kps = torch.where((target_keypoints < 0).any(-1, keepdim=True), torch.full_like(kps, -1.0), kps)
-        return heatmaps(kps, c.bottleneck_size, c.bottleneck_size, self.pose_sigma)
+        return heatmaps(kps, size, size, c.sigma * size / 256.0)
 
     def check_inputs(self, reference: torch.Tensor, target_keypoints: torch.Tensor) -> None:
         self._check_reference(reference)
@@ -194,30 +241,52 @@ class PGATModel(ModelMixin, ConfigMixin):
         if h != r:
             raise ValueError(f"`reference` must be {r}x{r} for this stage-{r} model, got {h}x{w}")
 
-    def _check_keypoints(self, target_keypoints: torch.Tensor, batch: Optional[int]) -> None:
+    def _check_keypoints(self, target_keypoints: torch.Tensor, batch: Optional[int], name: str = "target_keypoints", batch_text: Optional[str] = None) -> None:
         c = self.config
         ok = isinstance(target_keypoints, torch.Tensor) and target_keypoints.ndim == 3 and target_keypoints.shape[1:] == (c.num_keypoints, 2)
         if not ok or (batch is not None and target_keypoints.shape[0] != batch):
             got = tuple(target_keypoints.shape) if isinstance(target_keypoints, torch.Tensor) else type(target_keypoints).__name__
-            raise ValueError(f"`target_keypoints` must be a ({batch or 'B'}, {c.num_keypoints}, 2) tensor of (x, y) pixels, got {got}")
+            raise ValueError(f"`{name}` must be a ({batch_text or batch or 'B'}, {c.num_keypoints}, 2) tensor of (x, y) pixels, got {got}")
         if not torch.is_floating_point(target_keypoints):
-            raise ValueError(f"`target_keypoints` must be floating point, got {target_keypoints.dtype}")
+            raise ValueError(f"`{name}` must be floating point, got {target_keypoints.dtype}")
         # (meta tensors carry no values: shape checks only, so the paper-size model can be traced without memory)
         if target_keypoints.device.type != "meta" and not torch.isfinite(target_keypoints).all():
-            raise ValueError("`target_keypoints` contains NaN or infinite coordinates; mark a missing point as (-1, -1)")
+            raise ValueError(f"`{name}` contains NaN or infinite coordinates; mark a missing point as (-1, -1)")
+
+    def _check_reference_keypoints(self, reference_keypoints: Optional[torch.Tensor], batch: int) -> None:
+        if not self.needs_reference_pose:
+            return  # the paper's network does not look at the reference's pose: accepted and unused
+        if reference_keypoints is None:
+            on = [n for n in ("reference_pose", "warp_skips") if self.config[n]]
+            raise ValueError(
+                f"this PGATModel is configured with {' and '.join(f'{n}=True' for n in on)}, so it needs "
+                f"`reference_keypoints`, the reference person's (B, {self.config.num_keypoints}, 2) pose in pixels of "
+                f"{self.config.resolution}; got None (the pipelines estimate it from the reference photo when not given)"
+            )
+        ok = isinstance(reference_keypoints, torch.Tensor) and reference_keypoints.ndim == 3 and reference_keypoints.shape[0] in (1, batch)
+        self._check_keypoints(reference_keypoints, reference_keypoints.shape[0] if ok else batch, "reference_keypoints", f"1 or {batch}")
 
     # ---------------------------------------------------------------------------------------
     def forward(
-        self, reference: torch.Tensor, target_keypoints: torch.Tensor, return_dict: bool = True
+        self,
+        reference: torch.Tensor,
+        target_keypoints: torch.Tensor,
+        reference_keypoints: Optional[torch.Tensor] = None,
+        return_dict: bool = True,
     ) -> Union[PGATModelOutput, Tuple[torch.Tensor]]:
         r"""
         Args:
             reference (`torch.Tensor`): ``(B, 3, R, R)`` reference images in [-1, 1].
             target_keypoints (`torch.Tensor`): ``(B, 18, 2)`` target pose, ``(x, y)`` in pixels of R; -1 = missing.
+            reference_keypoints (`torch.Tensor`, *optional*): ``(B, 18, 2)`` the reference's own pose, in the same
+                pixels; needed by a model with ``reference_pose`` or ``warp_skips`` (`needs_reference_pose`),
+                accepted and unused by the paper's network.
             return_dict (`bool`, *optional*, defaults to `True`): return a `PGATModelOutput` instead of a tuple.
         """
+        if isinstance(reference_keypoints, bool):  # the old positional `return_dict`
+            raise ValueError("`reference_keypoints` must be a (B, 18, 2) tensor or None; pass `return_dict=` by name")
         self.check_inputs(reference, target_keypoints)
-        image = self.decode(self.encode(reference), target_keypoints)
+        image = self.decode(self.encode(reference), target_keypoints, reference_keypoints)
         if not return_dict:
             return (image,)
         return PGATModelOutput(image=image)
@@ -246,13 +315,16 @@ class PGATModel(ModelMixin, ConfigMixin):
                 x = F.avg_pool2d(x, 2)
         return features
 
-    def decode(self, features: Dict[int, torch.Tensor], target_keypoints: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, features: Dict[int, torch.Tensor], target_keypoints: torch.Tensor, reference_keypoints: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         r"""The decoder half: the encoded reference in the target poses.
 
         Args:
             features (`Dict[int, torch.Tensor]`): `encode`'s output, of batch ``B`` or 1 (one reference for
                 every pose: it is broadcast, not copied, until the skip concatenation).
             target_keypoints (`torch.Tensor`): ``(B, 18, 2)`` target poses, ``(x, y)`` in pixels of R; -1 = missing.
+            reference_keypoints (`torch.Tensor`, *optional*): ``(B or 1, 18, 2)`` the reference's pose; see `forward`.
 
         Returns:
             `torch.Tensor`: ``(B, 3, R, R)`` images in [-1, 1].
@@ -267,33 +339,45 @@ class PGATModel(ModelMixin, ConfigMixin):
         if fb not in (1, b):
             raise ValueError(f"`features` hold {fb} references for {b} target poses; expected 1 (shared) or {b}")
 
+        c = self.config
+        self._check_reference_keypoints(reference_keypoints, b)
+        dtype = features[sizes[0]].dtype
+        # poses and part geometry in float32 and cast: bf16 would round a keypoint at x = 1001 of a 1024² image to 1000
+        tgt = target_keypoints.float()
+        ref = reference_keypoints.float() if reference_keypoints is not None else None
+
         def skip(s):
             f = features[s]
-            return f.expand(b, *f.shape[1:]) if fb != b else f
+            if not c.warp_skips:
+                return [f.expand(b, *f.shape[1:]) if fb != b else f]
+            # §1b: the reference's features moved part by part to where the target pose needs them
+            warped, masks = warp_parts(f, ref, tgt, c.resolution)
+            kept = [f.expand(b, *f.shape[1:])] if c.warp_keep_unwarped else []
+            return [*kept, warped, masks.to(dtype)]
 
-        # 1. inject the target pose at the bottleneck, Eq. (1)
-        x = skip(sizes[0])
-        # made in float32 and cast: bf16 would round a keypoint at x = 1001 of a 1024² image to 1000
-        pose = self.pose_maps(target_keypoints.float()).to(x.dtype)
-        if self._channels_last:
-            pose = pose.contiguous(memory_format=torch.channels_last)
-        x = self.decoder[f"b{sizes[0]}"](self._join(x, pose))
+        # 1. inject the target pose at the bottleneck, Eq. (1) (and the reference's own, if configured)
+        poses = [self.pose_maps(tgt).to(dtype)]
+        if c.reference_pose:
+            poses.append(self.pose_maps(ref).to(dtype).expand(b, -1, -1, -1))
+        x = self.decoder[f"b{sizes[0]}"](self._join(*skip(sizes[0]), *poses))
 
         # 2. up-sample and decode with the skip connections
         for s in sizes[1:]:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = self.decoder[f"b{s}"](self._join(x, skip(s)))
+            extra = [self.pose_maps(tgt, s).to(dtype)] if c.pose_every_scale else []
+            x = self.decoder[f"b{s}"](self._join(x, *skip(s), *extra))
         return torch.tanh(self.to_rgb(x)).contiguous()  # 3 channels: the usual layout costs nothing
 
-    def _join(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``torch.cat([a, b], dim=1)`` in the model's memory format. Left to itself, ``cat`` of a reference's skip
+    def _join(self, *parts: torch.Tensor) -> torch.Tensor:
+        """``torch.cat(parts, dim=1)`` in the model's memory format. Left to itself, ``cat`` of a reference's skip
         broadcast to a batch of poses (`decode`) comes out NCHW, and every channels-last convolution after it
         reorders its input: measured 0.70x for a batch of 4 poses at 1024² (``benchmarks/fast_path.py``)."""
         if not self._channels_last:
-            return torch.cat([a, b], dim=1)
+            return torch.cat(parts, dim=1)
+        a = parts[0]
         n, _, h, w = a.shape
-        out = torch.empty(n, a.shape[1] + b.shape[1], h, w, dtype=a.dtype, device=a.device, memory_format=torch.channels_last)
-        return torch.cat([a, b], dim=1, out=out)
+        out = torch.empty(n, sum(p.shape[1] for p in parts), h, w, dtype=a.dtype, device=a.device, memory_format=torch.channels_last)
+        return torch.cat(parts, dim=1, out=out)
 
     # ---------------------------------------------------------------------------------------
     def fuse(self, channels_last: bool = True, compile: bool = False) -> "PGATModel":
