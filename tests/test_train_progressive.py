@@ -120,6 +120,24 @@ def test_pixel_loss_and_l1_throughout(tmp_path):
     assert bad.returncode != 0 and "`--l2_fraction` must be in [0, 1]" in bad.stderr and "1.5" in bad.stderr
 
 
+def test_pose_aware_options_and_a_cpu_time_budget(tmp_path):
+    """--warp_skips / --reference_pose / --pose_every_scale train a pose-aware network (fed the reference keypoints);
+    --max_cpu_minutes ends the schedule when the steps have used that CPU time, saving the level it stops in."""
+    out = tmp_path / "out"
+    _train(out, "--steps_per_stage", "1000", "--warp_skips", "--reference_pose", "--pose_every_scale", "--max_cpu_minutes", "0.03",
+           "--l2_fraction", "0", "--checkpointing_steps", "0")
+    config = json.loads((out / "stage-0064" / "config.json").read_text())
+    assert config["warp_skips"] and config["reference_pose"] and config["pose_every_scale"] and config["warp_keep_unwarped"]
+    assert not (out / "stage-0128").exists()  # the budget ran out in the first level: the second is skipped
+    (timing,) = [json.loads(l) for l in (out / "timings.jsonl").read_text().splitlines()]
+    assert timing["cpu_seconds_total"] >= 0.03 * 60 and 0 < timing["steps"] < 1000
+    log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == timing["steps"] and log[-1]["train_cpu_seconds"] == pytest.approx(timing["cpu_seconds_total"])
+    assert (out / "README.md").exists()  # the card, written last: a finished run for train/pose_aware.py
+    model = PGATModel.from_pretrained(out / "stage-0064")
+    assert model.needs_reference_pose
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tiny_run, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, str(SCRIPT), *TINY, "--output_dir", str(out), "--checkpointing_steps", "3"]
@@ -133,6 +151,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_run, tmp_path):
     proc.wait()
     assert not (out / "stage-0128").exists(), "the run finished before it was killed: nothing was resumed"
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state.pop("train_cpu_seconds") > 0
     assert state == {"global_step": 3, "stage_index": 0, "step_in_stage": 3, "num_processes": 1}
     # the kill may land after the killed run logged a step past its last checkpoint (checkpoint-3, or checkpoint-4 at
     # the level boundary if it got that far), or in the middle of a line: the resumed run makes those steps again,
@@ -198,7 +217,7 @@ def test_pgat_evaluate_on_trained_model_with_baseline(tiny_run, tmp_path, capsys
     assert table in card.text and "## Intended use" in card.text and "## Training\n" in card.text
     assert card.text.count("## Evaluation") == 1
     values = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert values["ssim"] == pytest.approx(record["model"]["ssim"], abs=1e-4) and set(values) == {"ssim", "ms_ssim", "local_ssim"}
+    assert values["ssim"] == pytest.approx(record["model"]["ssim"], abs=1e-4) and set(values) == {"ssim", "ms_ssim", "local_ssim", "pckh"}
     # a stage the repository does not have: the error lists the ones it has
     assert main(["evaluate", "--model", str(tiny_run), "--resolution", "256"]) == 2
     assert "it has the stages 64, 128" in capsys.readouterr().err

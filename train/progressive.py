@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep_optimizer_moments_at_l1", action="store_true",
         help="keep Adam's moment estimates when the criterion switches from L2 to L1 (default: restart them, see reset_adam_moments)",
     )
+    g.add_argument("--reference_pose", action="store_true", help="the reference's own pose maps beside the target's at the bottleneck (not in the paper; PGATModel option)")
+    g.add_argument("--warp_skips", action="store_true", help="warp the bottleneck and every skip per body part to the target pose (not in the paper; PGATModel option)")
+    g.add_argument("--no_warp_keep_unwarped", action="store_true", help="with --warp_skips, give the decoder only the warped features, not the unwarped ones beside them")
+    g.add_argument("--pose_every_scale", action="store_true", help="the target pose maps at every decoder resolution (not in the paper; PGATModel option)")
+    g.add_argument(
+        "--max_cpu_minutes", type=float, default=None,
+        help="stop when the training steps have used this much CPU time (all threads of this process; validation and "
+        "samples not counted); the level it stops in is saved as its stage and later levels are skipped",
+    )
     g.add_argument("--discriminator_channels", type=int, default=64)
     g.add_argument("--discriminator_learning_rate", type=float, default=2e-4)
 
@@ -147,6 +156,16 @@ def resolved_config(args, schedule) -> Dict:
     return cfg
 
 
+def model_options(args) -> Dict[str, bool]:
+    """The `PGATModel` options beyond the paper (DESIGN.md §1b) that the flags switch on; all off is the paper."""
+    return {
+        "reference_pose": args.reference_pose,
+        "warp_skips": args.warp_skips,
+        "warp_keep_unwarped": not args.no_warp_keep_unwarped,
+        "pose_every_scale": args.pose_every_scale,
+    }
+
+
 def level_losses(args, stage_index: int, num_stages: int) -> Dict[str, bool]:
     """Which terms a level trains with (§3.2): local perceptual loss at every level, replaced by the local
     discriminators at the last level of the schedule."""
@@ -206,7 +225,7 @@ def sample_grid(model, batch: Dict[str, torch.Tensor]) -> Image.Image:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        pred = model(batch["reference"], batch["target_keypoints"]).image
+        pred = model(batch["reference"], batch["target_keypoints"], batch["reference_keypoints"]).image
     model.train(was_training)
     rows = []
     r = pred.shape[-1]
@@ -222,7 +241,7 @@ def validate(model, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        pred = model(batch["reference"], batch["target_keypoints"]).image
+        pred = model(batch["reference"], batch["target_keypoints"], batch["reference_keypoints"]).image
     model.train(was_training)
     return evaluate(pred.float(), batch["target"].float(), batch["target_keypoints"], metrics=("ssim", "local_ssim"))
 
@@ -283,9 +302,9 @@ def main(args: argparse.Namespace) -> Path:
     checkpoint = resolve_checkpoint(out, args.resume_from_checkpoint)
     if args.resume_from_checkpoint and checkpoint is None:
         logger.info("no checkpoint in %s: starting from scratch", out)
-    state = {"global_step": 0, "stage_index": 0, "step_in_stage": 0}
+    state = {"global_step": 0, "stage_index": 0, "step_in_stage": 0, "train_cpu_seconds": 0.0}
     if checkpoint is not None:
-        state = {k: v for k, v in json.loads((checkpoint / "trainer_state.json").read_text()).items() if k in state}
+        state = {**state, **{k: v for k, v in json.loads((checkpoint / "trainer_state.json").read_text()).items() if k in state}}
         logger.info("resuming from %s (stage %d, step %d of it)", checkpoint, state["stage_index"], state["step_in_stage"])
         if accelerator.is_main_process:  # what a killed run logged after its last checkpoint is made again now
             for name in ("train_log.jsonl", "validation.jsonl"):
@@ -325,7 +344,7 @@ def main(args: argparse.Namespace) -> Path:
                 old_names = [n for n, _ in model.named_parameters()]
                 model = model.grow()
         elif model is None:
-            model = PGATModel(resolution=res, bottleneck_channels=args.bottleneck_channels)
+            model = PGATModel(resolution=res, bottleneck_channels=args.bottleneck_channels, **model_options(args))
         else:
             base = accelerator.unwrap_model(model)
             old_optimizer, old_names = unwrap_optimizer(optimizer), [n for n, _ in base.named_parameters()]
@@ -380,9 +399,14 @@ def main(args: argparse.Namespace) -> Path:
         val_batch = {k: v.to(accelerator.device) for k, v in val_batch.items()}
 
         step_in_stage = start
-        state = {"global_step": state["global_step"], "stage_index": stage_index, "step_in_stage": step_in_stage}
+        state = {**state, "stage_index": stage_index, "step_in_stage": step_in_stage}
         t0 = last = time.perf_counter()
+        out_of_time = False
         for batch in loader:
+            if args.max_cpu_minutes is not None and state["train_cpu_seconds"] >= 60 * args.max_cpu_minutes:
+                out_of_time = True
+                break
+            cpu0 = time.process_time()
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             # §3: L2 criterion during the first half of every level (--l2_fraction), L1 during the rest
             switch = steps * args.l2_fraction
@@ -393,7 +417,7 @@ def main(args: argparse.Namespace) -> Path:
             models = (model, discriminator) if discriminator is not None else (model,)
             with accelerator.accumulate(*models):
                 # 4. generator phase
-                pred = model(batch["reference"], batch["target_keypoints"]).image
+                pred = model(batch["reference"], batch["target_keypoints"], batch["reference_keypoints"]).image
                 logs = {"global": perceptual(pred.float(), batch["target"], criterion=criterion)}
                 if terms["local_perceptual"]:
                     logs["local"] = args.local_weight * local_perceptual(pred.float(), batch["target"], batch["target_keypoints"], criterion=criterion)
@@ -420,21 +444,22 @@ def main(args: argparse.Namespace) -> Path:
                 continue
 
             step_in_stage += 1
-            state = {"global_step": state["global_step"] + 1, "stage_index": stage_index, "step_in_stage": step_in_stage}
+            cpu = state["train_cpu_seconds"] + time.process_time() - cpu0
+            state = {"global_step": state["global_step"] + 1, "stage_index": stage_index, "step_in_stage": step_in_stage, "train_cpu_seconds": cpu}
             scalars = {k: float(v.detach()) for k, v in logs.items()}
             now = time.perf_counter()
-            scalars.update(resolution=res, criterion_l1=float(criterion == "l1"), step_seconds=now - last)
+            scalars.update(resolution=res, criterion_l1=float(criterion == "l1"), step_seconds=now - last, train_cpu_seconds=cpu)
             if restart:
                 scalars["adam_restart"] = 1.0
             last = now
             progress.update(1)
-            progress.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution", "step_seconds")}, refresh=False)
+            progress.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution", "step_seconds", "train_cpu_seconds")}, refresh=False)
             accelerator.log(scalars, step=state["global_step"])
             if accelerator.is_main_process:
                 with open(out / "train_log.jsonl", "a") as f:
                     f.write(json.dumps({"step": state["global_step"], **scalars}) + "\n")
 
-            end_of_stage = step_in_stage == steps
+            end_of_stage = step_in_stage == steps or (args.max_cpu_minutes is not None and cpu >= 60 * args.max_cpu_minutes)
             if accelerator.is_main_process and (end_of_stage or (args.sample_steps and step_in_stage % args.sample_steps == 0)):
                 (out / "samples").mkdir(exist_ok=True)
                 sample_grid(accelerator.unwrap_model(model), {k: v[:4] for k, v in val_batch.items()}).save(
@@ -442,7 +467,7 @@ def main(args: argparse.Namespace) -> Path:
                 )
             if accelerator.is_main_process and (end_of_stage or (args.validation_steps and step_in_stage % args.validation_steps == 0)):
                 metrics = validate(accelerator.unwrap_model(model), val_batch)
-                record = {"step": state["global_step"], "resolution": res, "step_in_stage": step_in_stage, **metrics}
+                record = {"step": state["global_step"], "resolution": res, "step_in_stage": step_in_stage, "train_cpu_seconds": cpu, **metrics}
                 with open(out / "validation.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
                 accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=state["global_step"])
@@ -454,12 +479,17 @@ def main(args: argparse.Namespace) -> Path:
         if accelerator.is_main_process:
             save_stage(accelerator.unwrap_model(model), out)
             with open(out / "timings.jsonl", "a") as f:
-                f.write(json.dumps({"resolution": res, "steps": steps - start, "seconds": seconds, "num_processes": accelerator.num_processes}) + "\n")
+                f.write(json.dumps({"resolution": res, "steps": step_in_stage - start, "seconds": seconds,
+                                    "cpu_seconds_total": state["train_cpu_seconds"], "num_processes": accelerator.num_processes}) + "\n")
+        out_of_time = out_of_time or (args.max_cpu_minutes is not None and state["train_cpu_seconds"] >= 60 * args.max_cpu_minutes)
         # a checkpoint at the stage boundary: resuming from it starts the next level
-        state = {"global_step": state["global_step"], "stage_index": stage_index + 1, "step_in_stage": 0}
-        if stage_index + 1 < len(schedule) and args.checkpointing_steps:
+        state = {**state, "stage_index": stage_index + 1, "step_in_stage": 0}
+        if stage_index + 1 < len(schedule) and args.checkpointing_steps and not out_of_time:
             save_checkpoint(accelerator, out, args.checkpoints_total_limit, state, model, optimizer, discriminator, d_optimizer)
         checkpoint = None
+        if out_of_time:
+            logger.info("--max_cpu_minutes %.1f spent at step %d of the %d² level: stopping", args.max_cpu_minutes, step_in_stage, res)
+            break
 
     progress.close()
     accelerator.wait_for_everyone()
