@@ -43,8 +43,15 @@ def test_two_variants_equal_budget_report_and_strip(tmp_path):
         assert f"| {name} | {ssim:.4f} |" in report
     assert "0.909" in report and "0.959" in report  # the paper's column
     assert records["Baseline"]["copy_reference"] == records["PT+LPL+LD"]["copy_reference"]  # one test split
+    # beside the copy-reference floor: the part-warp baseline, and PCKh with the estimator's ceiling
+    assert records["Baseline"]["part_warp"] == records["PT+LPL+LD"]["part_warp"]
+    assert records["Baseline"]["part_warp"]["local_ssim"] != records["Baseline"]["copy_reference"]["local_ssim"]
+    warp = records["Baseline"]["part_warp"]
+    assert f"| part-warp baseline (no training) | {warp['ssim']:.4f} | {warp['ms_ssim']:.4f} |" in report
+    assert "| SSIM | MS-SSIM | local-SSIM | PCKh |" in report and "| ground truth (PCKh: the pose estimator's ceiling) |" in report
+    assert 0 <= records["Baseline"]["model"]["pckh"] <= 1
     strip = Image.open(tmp_path / "docs" / "ablation-samples.png")
-    assert strip.size == (128 * (2 + 2 + 1), 128 * 2)  # reference | pose | 2 variants | ground truth; 2 rows
+    assert strip.size == (128 * (2 + 1 + 2 + 1), 128 * 2)  # reference | pose | part-warp | 2 variants | ground truth; 2 rows
     # a finished variant is not trained again
     mtime = (runs / "baseline" / "stage-0128" / "diffusion_pytorch_model.safetensors").stat().st_mtime
     with open(tmp_path / "docs" / "ablation.md", "a") as f:

@@ -242,3 +242,124 @@ def test_metrics_follow_the_device(pair256, pose256):
     cpu = metrics.evaluate(*reversed(pair256), pose256, metrics=["ssim", "ms_ssim", "local_ssim"])
     for k in out:
         assert out[k] == pytest.approx(cpu[k], abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# PCKh
+# ---------------------------------------------------------------------------------------------
+
+
+class ReplayEstimator:
+    """A fake pose estimator: returns the given poses in turn, one per image it is called on."""
+
+    def __init__(self, *poses):
+        self.poses = [np.asarray(p, dtype=np.float32) for p in poses]
+        self.images = []
+
+    def __call__(self, image):
+        self.images.append(image)
+        return self.poses[len(self.images) - 1]
+
+
+def _pose_and_head(pose256):
+    kps = pose256[0].numpy()
+    return kps, 1.1 * float(np.linalg.norm(kps[1] - kps[0]))
+
+
+def test_pckh_one_when_the_estimator_finds_the_target_and_drops_beyond_half_a_head(pair256, pose256):
+    x, _ = pair256
+    kps, head = _pose_and_head(pose256)
+    present = int((kps >= 0).all(1).sum())
+    assert present == 18  # the full-pose DeepFashion image
+    fake = ReplayEstimator(kps)
+    assert metrics.pckh(x, x, pose256, estimator=fake) == {"pckh": 1.0}
+    assert fake.images[0].shape == (256, 256, 3) and fake.images[0].dtype == np.uint8  # what an estimator is given
+    near, far = kps.copy(), kps.copy()
+    near[4, 0] += 0.45 * head  # inside 0.5 head segments: still correct
+    far[4, 0] += 0.55 * head  # outside: wrong
+    far[9, 1] -= 0.55 * head
+    assert metrics.pckh(x, x, pose256, estimator=ReplayEstimator(near))["pckh"] == 1.0
+    assert metrics.pckh(x, x, pose256, estimator=ReplayEstimator(far))["pckh"] == pytest.approx(16 / 18)
+    # the radius is a `threshold` of head segments
+    assert metrics.pckh(x, x, pose256, estimator=ReplayEstimator(far), threshold=0.6)["pckh"] == 1.0
+    # (18, 3) with a confidence column is accepted; a point the estimator misses is wrong
+    missed = np.concatenate([kps, np.ones((18, 1), np.float32)], 1)
+    missed[7] = (-1, -1, 0)
+    assert metrics.pckh(x, x, pose256, estimator=ReplayEstimator(missed))["pckh"] == pytest.approx(17 / 18)
+
+
+def test_pckh_does_not_score_missing_target_points_and_nobody_counts_all_wrong(pair256, pose256):
+    x, _ = pair256
+    kps, head = _pose_and_head(pose256)
+    target = kps.copy()
+    target[[3, 10]] = -1  # not in the target pose: not scored, whatever the estimator says there
+    guess = kps.copy()
+    guess[[3, 10]] = (5.0, 5.0)
+    assert metrics.pckh(x, x, target, estimator=ReplayEstimator(guess))["pckh"] == 1.0
+    correct, scored = metrics.pckh_counts(x, target, ReplayEstimator(guess))
+    assert correct.tolist() == [16] and scored.tolist() == [16]
+    # a batch of two: the estimator finds the first person and nobody in the second image -> 16 of 32
+    nobody = np.full((18, 2), -1.0, np.float32)
+    both = torch.stack([torch.from_numpy(target)] * 2)
+    assert metrics.pckh(x.repeat(2, 1, 1, 1), x.repeat(2, 1, 1, 1), both, estimator=ReplayEstimator(guess, nobody))["pckh"] == 0.5
+    # the fraction is over all keypoints, not a mean of per-image fractions: 16 of 16 + 0 of 2 is 16/18, not 0.5
+    two = target.copy()
+    two[2:] = -1
+    counts = metrics.pckh_counts(x.repeat(2, 1, 1, 1), torch.stack([torch.from_numpy(target), torch.from_numpy(two)]), ReplayEstimator(guess, nobody))
+    assert counts[0].tolist() == [16, 0] and counts[1].tolist() == [16, 2]
+
+
+def test_pckh_head_segment_is_neck_to_nose_with_a_body_unit_fallback(pose256):
+    from pgat.parts import body_unit
+
+    kps = pose256.clone()
+    assert metrics.head_segment_lengths(kps).item() == pytest.approx(1.1 * (kps[0, 1] - kps[0, 0]).norm().item())
+    no_nose = kps.clone()
+    no_nose[0, 0] = -1
+    assert metrics.head_segment_lengths(no_nose).item() == pytest.approx(0.42 * body_unit(no_nose).item())
+    # about the same size either way on a real pose (DeepFashion's proportions)
+    assert 0.7 < metrics.head_segment_lengths(no_nose).item() / metrics.head_segment_lengths(kps).item() < 1.4
+    # a lone point has no scale: not scored
+    lone = torch.full((1, 18, 2), -1.0)
+    lone[0, 4] = kps[0, 4]
+    assert metrics.head_segment_lengths(lone).item() == 0
+    assert np.isnan(metrics.pckh(torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 256, 256), lone, estimator=ReplayEstimator(lone[0]))["pckh"])
+
+
+def test_pckh_runs_through_evaluate_with_its_options(pair256, pose256):
+    x, y = pair256
+    kps, _ = _pose_and_head(pose256)
+    out = metrics.evaluate(y, x, pose256, metrics=["ssim", "pckh"], estimator=ReplayEstimator(kps))
+    assert set(out) == {"ssim", "pckh"} and out["pckh"] == 1.0
+    assert "pckh" in metrics.METRICS and "pckh" not in metrics.DEFAULT_METRICS  # per batch it is asked for
+
+
+def test_pckh_bad_inputs(pair256, pose256):
+    x, _ = pair256
+    with pytest.raises(ValueError, match="`target_keypoints` is required by pckh"):
+        metrics.pckh(x, x, None, estimator=ReplayEstimator(np.zeros((18, 2))))
+    with pytest.raises(ValueError, match=r"`estimator` must return \(18, 2\) or \(18, 3\).*\(17, 2\)"):
+        metrics.pckh(x, x, pose256, estimator=ReplayEstimator(np.zeros((17, 2))))
+    with pytest.raises(ValueError, match="`estimator` must be a callable or one of .*'posenet'"):
+        metrics.pckh(x, x, pose256, estimator="posenet")
+    with pytest.raises(ValueError, match="`estimator` must be a callable.*int"):
+        metrics.pckh(x, x, pose256, estimator=3)
+    with pytest.raises(ValueError, match="`threshold` must be a positive.*0"):
+        metrics.pckh(x, x, pose256, estimator=ReplayEstimator(np.zeros((18, 2))), threshold=0)
+
+
+def test_pckh_with_blazepose_on_synthhumans_ground_truth():
+    """The real estimator, offline: SynthHumans' ground truth scores high, a shuffled pose low."""
+    from pgat.data.synthetic import SynthHumans
+
+    data = SynthHumans(resolution=128, split="test")
+    items = [data[i] for i in range(4)]
+    images = np.stack([it["target"] for it in items])  # uint8 (B, H, W, 3)
+    kps = np.stack([it["target_keypoints"] for it in items])
+    start = time.perf_counter()
+    score = metrics.pckh(images, images, kps)["pckh"]
+    assert time.perf_counter() - start < 10
+    assert score >= 0.6  # ~0.76 over 200 test pairs at 128²
+    # the same poses 20 px to the right (several head segments at 128²): wrong
+    moved = np.where(kps >= 0, kps + np.array([20.0, 0.0], np.float32), kps)
+    assert metrics.pckh(images, images, moved)["pckh"] < 0.1

@@ -15,8 +15,9 @@ Each variant is one ``train/progressive.py`` run from the same preset, differing
 "No progressive training" trains the last resolution alone for the sum of the levels' steps (`--no_progressive`),
 so every variant takes the same number of optimizer steps. The driver can be stopped at any time: a variant with a
 finished repository (its model card is written last) is skipped, an unfinished one resumes from its latest checkpoint. Each finished variant is
-evaluated with ``pgat.evaluation`` on the same SynthHumans test pairs; the report holds the table, the paper's
-Human3.6M numbers beside it, and one sample strip per variant on fixed test pairs.
+evaluated with ``pgat.evaluation`` on the same SynthHumans test pairs; the report holds the table (with the
+copy-reference and part-warp baselines, and PCKh where the records have it), the paper's Human3.6M numbers beside
+it, and one sample strip per variant on fixed test pairs.
 """
 
 from __future__ import annotations
@@ -97,24 +98,27 @@ def evaluate_variant(name: str, repo: Path, args) -> Dict:
 
 
 def sample_strip(models: Dict[str, Path], num: int, resolution: int) -> Image.Image:
-    """Rows: test pairs; columns: reference | target pose | each variant | ground truth."""
+    """Rows: test pairs; columns: reference | target pose | part-warp baseline | each variant | ground truth."""
     import torch
 
     from pgat.evaluation import evaluation_pairs, load_stage_model
+    from pgat.parts import warp_image
     from pgat.pose import draw_skeleton
 
     data = evaluation_pairs("synthhumans", resolution, num, seed=0)
     batch = [data[i] for i in range(num)]
     ref = torch.stack([b["reference"] for b in batch])
     kps = torch.stack([b["target_keypoints"] for b in batch])
+    ref_kps = torch.stack([b["reference_keypoints"] for b in batch])
 
     def u8(x):
         return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
     columns = [u8(ref), np.stack([np.asarray(draw_skeleton((resolution, resolution), k.numpy())) for k in kps])]
+    columns.append(u8(warp_image(ref, ref_kps, kps)))
     for repo in models.values():
         with torch.no_grad():
-            columns.append(u8(load_stage_model(str(repo)).eval()(ref, kps).image))
+            columns.append(u8(load_stage_model(str(repo)).eval()(ref, kps, ref_kps).image))
     columns.append(u8(torch.stack([b["target"] for b in batch])))
     rows = [np.concatenate([c[i] for c in columns], axis=1) for i in range(num)]
     return Image.fromarray(np.concatenate(rows, axis=0))
@@ -122,7 +126,15 @@ def sample_strip(models: Dict[str, Path], num: int, resolution: int) -> Image.Im
 
 def report(records: Dict[str, Dict], strip: str, args) -> str:
     first = next(iter(records.values()))
-    base = first["copy_reference"]
+    # PCKh and the part-warp row are there when the records have them (an evaluation.json of an older run may not)
+    metrics = [("ssim", "SSIM"), ("ms_ssim", "MS-SSIM"), ("local_ssim", "local-SSIM")]
+    if all("pckh" in r["model"] for r in records.values()):
+        metrics.append(("pckh", "PCKh"))
+
+    def cells(row: Dict) -> str:
+        return " | ".join(f"{row[k]:.4f}" if k in row else "—" for k, _ in metrics)
+
+    blank = " |" * 4
     lines = [
         "# Table 1 on SynthHumans",
         "",
@@ -131,17 +143,18 @@ def report(records: Dict[str, Dict], strip: str, args) -> str:
         f"Every variant trains for the same number of optimizer steps and is evaluated at {first['resolution']}² on the "
         f"same {first['model']['num_pairs']} SynthHumans test pairs (identities and poses never seen in training, seed 0).",
         "",
-        "| variant | SSIM | MS-SSIM | local-SSIM | training time | paper (Human3.6M) SSIM | paper local-SSIM | paper LPIPS |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | " + " | ".join(t for _, t in metrics) + " | training time | paper (Human3.6M) SSIM | paper local-SSIM | paper LPIPS |",
+        "|---|" + "---|" * (len(metrics) + 4),
     ]
     for name, r in records.items():
-        m = r["model"]
         p = PAPER[name]
         seconds = f"{r['train_seconds']:.0f} s" if r.get("train_seconds") else ""
-        lines.append(
-            f"| {name} | {m['ssim']:.4f} | {m['ms_ssim']:.4f} | {m['local_ssim']:.4f} | {seconds} | {p[0]:.3f} | {p[1]:.3f} | {p[2]:.3f} |"
-        )
-    lines.append(f"| copy-reference baseline | {base['ssim']:.4f} | {base['ms_ssim']:.4f} | {base['local_ssim']:.4f} | | | | |")
+        lines.append(f"| {name} | {cells(r['model'])} | {seconds} | {p[0]:.3f} | {p[1]:.3f} | {p[2]:.3f} |")
+    lines.append(f"| copy-reference baseline | {cells(first['copy_reference'])} |{blank}")
+    if "part_warp" in first:
+        lines.append(f"| part-warp baseline (no training) | {cells(first['part_warp'])} |{blank}")
+    if "pckh" in dict(metrics) and "ground_truth" in first:
+        lines.append(f"| ground truth (PCKh: the pose estimator's ceiling) | {cells(first['ground_truth'])} |{blank}")
     lines += [
         "",
         "Training time is the wall-clock of the training loops (`timings.jsonl`), on the machine and load of that run.",
@@ -149,7 +162,7 @@ def report(records: Dict[str, Dict], strip: str, args) -> str:
         "LPIPS is not measured here: its AlexNet weights cannot be downloaded on this machine (`pgat evaluate --metrics lpips"
         " --alexnet-path FILE` adds it).",
         "",
-        f"Columns: reference | target pose | {' | '.join(records)} | ground truth.",
+        f"Columns: reference | target pose | part-warp baseline | {' | '.join(records)} | ground truth.",
         "",
         f"![sample strip]({strip})",
         "",
