@@ -83,6 +83,12 @@ class Models:
         return self.stages[-1]
 
     @property
+    def needs_reference_pose(self) -> bool:
+        """Whether the default stage's model takes the reference person's own pose (``PGATModel.needs_reference_pose``):
+        the tabs then show the reference skeleton they used. Every request still asks its own stage's model."""
+        return self._load(self.default_resolution).model.needs_reference_pose
+
+    @property
     def name(self) -> str:
         path = Path(self.model_id)
         return path.name if path.is_dir() else self.model_id

@@ -11,7 +11,13 @@ depends on which boxes happen to be filled:
 
 Outputs: the result (PNG), the same with the target skeleton drawn on it (the overlay toggle switches which
 one is shown, without running the model again), the target pose as drawn, a PNG download of the clean
-result, and notes.
+result, notes, and (last, added with models beyond the paper) the reference person's skeleton drawn on the
+reference photo when a reference pose was used (`None` otherwise).
+
+The reference person's pose is needed by "fit the pose" and by a model that takes it (``needs_reference_pose``,
+DESIGN.md §1b): it comes from the optional OpenPose JSON under Advanced (``reference_pose_json``, the last input,
+so API calls made before it existed still work), else it is estimated from the reference photo. The "Reference
+pose used" image is shown when the Space's model needs the pose; API calls get it whenever one was used.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from PIL import Image
 from model import Models
 from pgat.pipelines.utils import load_image
 from pgat.pose import draw_skeleton, load_openpose_json, read_openpose_json, write_openpose_json
-from ui import EXAMPLES, Notes, Photo, examples_cache, launch, output_folder, readable, resolution_dropdown
+from ui import EXAMPLES, Notes, Photo, examples_cache, launch, output_folder, readable, reference_pose, resolution_dropdown
 
 POSE_SOURCES = [("Preset pose", "preset"), ("Photo of someone in the pose", "photo"), ("OpenPose JSON file", "json")]
 PRESET_DIR = EXAMPLES / "poses"
@@ -83,10 +89,12 @@ def pick_preset(evt: gr.SelectData):
 
 def make_transfer(models: Models):
     @readable
-    def transfer(reference, pose_source, pose_photo, pose_json, preset, resolution: Optional[int] = None, align_pose: bool = False):
+    def transfer(reference, pose_source, pose_photo, pose_json, preset, resolution: Optional[int] = None, align_pose: bool = False,
+                 reference_pose_json=None):
         """Render the reference person in the target pose.
 
-        Returns ``(result PNG, result with skeleton, target pose picture, download path, notes)``.
+        Returns ``(result PNG, result with skeleton, target pose picture, download path, notes, reference pose picture
+        or None)``.
         """
         notes = Notes()
         if reference is None:
@@ -94,16 +102,17 @@ def make_transfer(models: Models):
         picture = load_image(reference, "Reference photo")
         pipe = models.pose_transfer(models.default_resolution if resolution is None else resolution)
         pose, pose_picture = target_pose(models, pose_source, pose_photo, pose_json, preset, picture, notes)
-        reference_pose = None
-        if align_pose:
-            counter = models.people_counter()
-            reference_pose = counter(picture)
-            notes.people(counter.counts[-1], "the reference photo")
-        out = pipe(picture, pose, reference_pose=reference_pose, align_pose=bool(align_pose))
+        needs = [why for why, on in (("fitting the pose", bool(align_pose)), ("this model", pipe.model.needs_reference_pose)) if on]
+        ref_pose = reference_pose(
+            models, picture, reference_pose_json, " and ".join(needs) or None, notes,
+            unused="The reference pose file was not used: this model does not take the reference's pose, and 'fit the pose' is off.",
+        )
+        out = pipe(picture, pose, reference_pose=ref_pose, align_pose=bool(align_pose))
         image, keypoints = out.images[0], out.target_poses[0]
         path = output_folder() / "pgat-pose-transfer.png"
         image.save(path)
-        return image, draw_skeleton(image, keypoints), pose_picture, str(path), notes.markdown()
+        reference_view = None if out.reference_poses is None else draw_skeleton(picture, out.reference_poses[0])
+        return image, draw_skeleton(image, keypoints), pose_picture, str(path), notes.markdown(), reference_view
 
     return transfer
 
@@ -126,6 +135,8 @@ def create_demo(models: Models) -> gr.Blocks:
                 resolution = resolution_dropdown(models)
                 with gr.Accordion("Advanced", open=False):
                     align_pose = gr.Checkbox(False, label="Fit the pose to the reference person (move and scale it onto their body)")
+                    reference_pose_json = gr.File(label="Reference person's pose (OpenPose JSON, optional; estimated from the photo when needed)",
+                                                  file_types=[".json"], type="filepath")
                 run = gr.Button("Transfer pose", variant="primary")
             with gr.Column():
                 result = Photo(label="Result", elem_id="pose-result", type="pil", format="png", interactive=False, height=420)
@@ -134,8 +145,10 @@ def create_demo(models: Models) -> gr.Blocks:
                 pose_view = Photo(label="Target pose", type="pil", format="png", interactive=False, height=240)
                 download = gr.File(label="Download (PNG)", interactive=False)
                 notes = gr.Markdown(label="Notes")
+                reference_view = Photo(label="Reference pose used", elem_id="pose-reference-pose", type="pil", format="png", interactive=False,
+                                       height=240, visible=models.needs_reference_pose)
 
-        outputs = [result, with_skeleton, pose_view, download, notes]
+        outputs = [result, with_skeleton, pose_view, download, notes, reference_view]
         pose_source.change(
             lambda s: (gr.update(visible=s == "preset"), gr.update(visible=s == "photo"), gr.update(visible=s == "json")),
             pose_source, [preset_box, pose_photo, pose_json], api_visibility="private", queue=False,
@@ -143,7 +156,16 @@ def create_demo(models: Models) -> gr.Blocks:
         gallery.select(pick_preset, None, [preset, pose_source], api_visibility="private", queue=False)
         show_skeleton.change(lambda on: (gr.update(visible=not on), gr.update(visible=on)), show_skeleton, [result, with_skeleton],
                              api_visibility="private", queue=False)
-        run.click(transfer, [reference, pose_source, pose_photo, pose_json, preset, resolution, align_pose], outputs, api_name="pose_transfer")
+        run.click(transfer, [reference, pose_source, pose_photo, pose_json, preset, resolution, align_pose, reference_pose_json], outputs,
+                  api_name="pose_transfer")
+        # Gradio caches a None image as an empty string that it cannot read back (a JSONDecodeError when the example
+        # is clicked): the examples leave the "reference pose used" output out unless the model needs the pose, and
+        # then it is never None
+        keep = len(outputs) if models.needs_reference_pose else len(outputs) - 1
+
+        def transfer_example(reference, pose_source, pose_photo, pose_json, preset):
+            return transfer(reference, pose_source, pose_photo, pose_json, preset)[:keep]
+
         gr.Examples(
             [
                 [str(EXAMPLES / "person-1.png"), "preset", None, None, "pose-03"],
@@ -151,7 +173,7 @@ def create_demo(models: Models) -> gr.Blocks:
                 [str(EXAMPLES / "person-2.png"), "json", None, str(PRESET_DIR / "pose-08.json"), PRESETS[0]],
             ],
             inputs=[reference, pose_source, pose_photo, pose_json, preset],
-            outputs=outputs, fn=transfer, cache_examples=True, cache_mode="lazy", elem_id="pose-examples",
+            outputs=outputs[:keep], fn=transfer_example, cache_examples=True, cache_mode="lazy", elem_id="pose-examples",
         )
     return demo
 

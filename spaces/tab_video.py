@@ -12,6 +12,10 @@ Decisions:
   ``PGAT_MAX_VIDEO_SECONDS`` (default 20) seconds, else the request is refused; the frame cap (at most
   ``PGAT_MAX_FRAMES``, default 300) keeps the first frames of a longer sequence and the notes say so; a zip may
   hold at most 5,000 JSON files and 50 MB once unpacked.
+- The reference person's pose, needed by retargeting and by a model that takes it (``needs_reference_pose``,
+  DESIGN.md §1b), comes from the optional OpenPose JSON under Advanced (``reference_pose_json``, the last input),
+  else it is estimated from the reference photo, once per video. The last output is the reference skeleton that
+  was used, drawn on the reference photo (`None` when none was); it is shown when the Space's model needs the pose.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import gradio as gr
 
 from model import Models
 from pgat.pipelines.utils import load_image
-from pgat.pose import read_openpose_folder
+from pgat.pose import draw_skeleton, read_openpose_folder
 from pgat.video_dataset import video_info
-from ui import EXAMPLES, Notes, Photo, env_int, examples_cache, launch, output_folder, readable, resolution_dropdown
+from ui import EXAMPLES, Notes, Photo, env_int, examples_cache, launch, output_folder, readable, reference_pose, resolution_dropdown
 
 POSE_SOURCES = [("Driving video", "video"), ("Pose sequence: a zip of OpenPose JSON files", "zip")]
 MAX_VIDEO_SECONDS = env_int("PGAT_MAX_VIDEO_SECONDS", 20)
@@ -78,10 +82,10 @@ def unpack_sequence(path, folder: Path) -> int:
 def make_video(models: Models):
     @readable
     def video(reference, pose_source, driving_video, pose_zip, fps: float = 0, max_frames: int = DEFAULT_FRAMES, smooth: bool = True,
-              retarget: bool = True, resolution: Optional[int] = None, progress=gr.Progress(track_tqdm=True)):
+              retarget: bool = True, resolution: Optional[int] = None, reference_pose_json=None, progress=gr.Progress(track_tqdm=True)):
         """Animate the reference person with the driving video or pose sequence.
 
-        Returns ``(mp4 path, notes)``.
+        Returns ``(mp4 path, notes, reference pose picture or None)``.
         """
         notes = Notes()
         if reference is None:
@@ -118,17 +122,17 @@ def make_video(models: Models):
         if available > max_frames:
             notes.warn(f"The {'driving video' if pose_source == 'video' else 'pose sequence'} has {available} frames; the frame cap kept the first {max_frames}.")
 
-        # 2. the reference person's pose, for retargeting
+        # 2. the reference person's pose, for retargeting and for a model that takes it (once per video)
         counter = models.people_counter()
-        reference_pose = None
-        if retarget:
-            reference_pose = counter(picture)
-            notes.people(counter.counts[-1], "the reference photo")
-            counter.counts.clear()
+        pipe = models.video(models.default_resolution if resolution is None else resolution, counter)
+        needs = [why for why, on in (("retargeting", bool(retarget)), ("this model", pipe.model.needs_reference_pose)) if on]
+        ref_pose = reference_pose(
+            models, picture, reference_pose_json, " and ".join(needs) or None, notes,
+            unused="The reference pose file was not used: retargeting is off and this model does not take the reference's pose.",
+        )
 
         # 3. the video (progress comes from the pipeline's tqdm bars)
-        pipe = models.video(models.default_resolution if resolution is None else resolution, counter)
-        out = pipe(picture, str(sequence), fps=fps, output_path=folder / "pgat-video.mp4", reference_pose=reference_pose,
+        out = pipe(picture, str(sequence), fps=fps, output_path=folder / "pgat-video.mp4", reference_pose=ref_pose,
                    retarget=bool(retarget), smooth=bool(smooth), max_frames=max_frames)
         several = sum(c > 1 for c in counter.counts)
         nobody = sum(c == 0 for c in counter.counts)
@@ -137,7 +141,8 @@ def make_video(models: Models):
         if nobody:
             notes.warn(f"{nobody} frames of the driving video show nobody; their poses were filled from neighbouring frames where possible.")
         notes.lines.append(f"{len(out.frames)} frames at {out.fps:g} fps, {picture.size[0]}x{picture.size[1]}.")
-        return out.video_path, notes.markdown()
+        reference_view = None if out.reference_pose is None else draw_skeleton(picture, out.reference_pose)
+        return out.video_path, notes.markdown(), reference_view
 
     return video
 
@@ -157,21 +162,33 @@ def create_demo(models: Models) -> gr.Blocks:
                 fps = gr.Slider(0, 60, value=0, step=1, label="fps (0: the source's own; 30 for a JSON sequence)")
                 max_frames = gr.Slider(1, MAX_FRAMES, value=DEFAULT_FRAMES, step=1, label="Frame cap (the first frames are kept)")
                 resolution = resolution_dropdown(models)
+                with gr.Accordion("Advanced", open=False):
+                    reference_pose_json = gr.File(label="Reference person's pose (OpenPose JSON, optional; estimated from the photo when needed)",
+                                                  file_types=[".json"], type="filepath")
                 run = gr.Button("Make the video", variant="primary")
             with gr.Column():
                 result = gr.Video(label="Result (mp4)", elem_id="video-result", interactive=False, height=420)
                 notes = gr.Markdown(label="Notes")
+                reference_view = Photo(label="Reference pose used", elem_id="video-reference-pose", type="pil", format="png", interactive=False,
+                                       height=240, visible=models.needs_reference_pose)
 
         pose_source.change(lambda s: (gr.update(visible=s == "video"), gr.update(visible=s == "zip")), pose_source, [driving_video, pose_zip],
                            api_visibility="private", queue=False)
-        run.click(video, [reference, pose_source, driving_video, pose_zip, fps, max_frames, smooth, retarget, resolution], [result, notes],
-                  api_name="video")
+        run.click(video, [reference, pose_source, driving_video, pose_zip, fps, max_frames, smooth, retarget, resolution, reference_pose_json],
+                  [result, notes, reference_view], api_name="video")
+        # as in the pose tab: a None image cannot be read back from Gradio's example cache, so the examples show the
+        # reference pose only for a model that needs it (then it is never None)
+        outputs = [result, notes, reference_view] if models.needs_reference_pose else [result, notes]
+
+        def video_example(reference, pose_source, driving_video, pose_zip, progress=gr.Progress(track_tqdm=True)):
+            return video(reference, pose_source, driving_video, pose_zip)[:len(outputs)]
+
         gr.Examples(
             [
                 [str(EXAMPLES / "person-3.png"), "video", str(EXAMPLES / "driving.mp4"), None],
                 [str(EXAMPLES / "person-1.png"), "zip", None, str(EXAMPLES / "workout_march.zip")],
             ],
-            inputs=[reference, pose_source, driving_video, pose_zip], outputs=[result, notes], fn=video,
+            inputs=[reference, pose_source, driving_video, pose_zip], outputs=outputs, fn=video_example,
             cache_examples=True, cache_mode="lazy", elem_id="video-examples",
         )
     return demo

@@ -10,6 +10,10 @@ Decisions:
   traceback and shown as one line, never as a stack trace.
 - What a request decided for the user (the largest of several people was used, a sequence was cut at the
   frame cap) is said twice: as a toast (`gr.Warning`) and in a notes box that stays next to the result.
+- The reference person's pose (`reference_pose`) is read from an uploaded OpenPose JSON file when there is one,
+  else estimated from the reference photo, and only when something needs it (fitting the pose, retargeting, or
+  a model that takes the reference's pose); a photo with nobody in it is then an error that says to upload the
+  JSON. An uploaded file that nothing needs is not used, and the notes say so.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE / "examples"
 
 logger = logging.getLogger("pgat.space")
+# part of the example cache's key: bump it when a tab's inputs or outputs change, so that a cache written by an
+# older layout (one output fewer) is not read back into the new one
+CACHE_LAYOUT = 2
 
 
 def env_int(name: str, default: int) -> int:
@@ -51,7 +58,7 @@ def examples_cache(model_id: str) -> None:
     if os.environ.get("GRADIO_EXAMPLES_CACHE"):
         return
     index = Path(model_id) / "model_index.json"
-    stamp = f"{model_id}:{index.stat().st_mtime_ns if index.is_file() else ''}"
+    stamp = f"{model_id}:{index.stat().st_mtime_ns if index.is_file() else ''}:{CACHE_LAYOUT}"
     key = hashlib.sha1(stamp.encode()).hexdigest()[:12]
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(HERE / ".gradio" / "cached_examples" / key)
 
@@ -144,6 +151,42 @@ class Notes:
         # paragraphs, not "- " bullets: cached examples store outputs in a CSV file, which prefixes text that
         # starts with "-" (a spreadsheet formula character) with a quote
         return "\n\n".join(self.lines)
+
+
+def reference_pose(models, picture, pose_file, needed_by: Optional[str], notes: "Notes", unused: str):
+    """The reference person's pose for a pipeline, or `None` when nothing needs it.
+
+    Args:
+        models: the Space's `Models` (its estimator, when the pose is estimated).
+        picture (`PIL.Image.Image`): the reference photo.
+        pose_file (`str`, *optional*): an uploaded OpenPose JSON file of the reference person (used as it is, with
+            its ``canvas_width`` / ``canvas_height`` when it has them, else in the reference photo's pixels).
+        needed_by (`str`, *optional*): what needs the pose, e.g. "this model"; `None` when nothing does.
+        notes (`Notes`): where the decisions of this request are written.
+        unused (`str`): the note for an uploaded file that nothing needs.
+    """
+    from pgat.pose import load_openpose_json, read_openpose_json
+
+    if pose_file is not None:
+        if needed_by is None:
+            notes.warn(unused)
+            return None
+        data, _ = load_openpose_json(pose_file)
+        people = read_openpose_json(data, return_all=True)
+        if len(people) > 1:
+            notes.warn(f"The reference pose JSON holds {len(people)} people; the largest one was used.")
+        return data
+    if needed_by is None:
+        return None
+    counter = models.people_counter()
+    keypoints = counter(picture)
+    if counter.counts[-1] == 0:
+        raise gr.Error(
+            f"No person found in the reference photo, and {needed_by} needs the reference person's pose: upload a photo where one "
+            "person is seen whole (at least head, shoulders and hips), or give their pose as an OpenPose JSON file under Advanced."
+        )
+    notes.people(counter.counts[-1], "the reference photo")
+    return keypoints
 
 
 def output_folder() -> Path:

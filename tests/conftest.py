@@ -51,3 +51,60 @@ def portrait():
     keypoints[ok, 0] -= 14
     keypoints[ok & (keypoints[:, 0] < 0)] = -1
     return reference, keypoints
+
+
+# ---------------------------------------------------------------------------------------------
+# models that take the reference person's own pose (DESIGN.md §1b)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pose_aware_repo(tmp_path_factory) -> Path:
+    """A tiny 64² model with part-warped skips and the reference's pose maps, saved as a repository; read-only."""
+    import torch
+
+    from pgat import PGATModel, PGATPipeline
+
+    torch.manual_seed(0)
+    model = PGATModel(resolution=64, bottleneck_channels=16, warp_skips=True, reference_pose=True).eval()
+    assert model.needs_reference_pose
+    path = tmp_path_factory.mktemp("pose-aware") / "pgat-tiny-pose-aware"
+    PGATPipeline(model=model, pose_estimator=None).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_keypoints():
+    """The reference person's own keypoints of `portrait`'s 100x128 picture, in its pixels."""
+    from pgat.data.synthetic import SynthHumans
+
+    kps = SynthHumans(resolution=128, split="test")[0]["reference_keypoints"].copy()
+    ok = kps[:, 0] >= 0
+    kps[ok, 0] -= 14
+    kps[ok & (kps[:, 0] < 0)] = -1
+    return kps
+
+
+class CountingEstimator:
+    """A fake pose estimator: a fixed ``(18, 2)`` pose (or nobody, for None) as ``(18, 3)``, recording the size of
+    every image it is given (``(width, height)``)."""
+
+    def __init__(self, keypoints):
+        self.keypoints = keypoints
+        self.calls = []
+
+    def __call__(self, image):
+        import numpy as np
+
+        self.calls.append(image.size if hasattr(image, "convert") else (image.shape[1], image.shape[0]))
+        if self.keypoints is None:
+            return np.tile(np.float32([-1, -1, 0]), (18, 1))
+        out = np.concatenate([self.keypoints, (self.keypoints[:, :1] >= 0).astype(np.float32)], axis=1)
+        out[self.keypoints[:, 0] < 0] = (-1, -1, 0)
+        return out
+
+
+@pytest.fixture(scope="session")
+def counting_estimator():
+    """`CountingEstimator`, the class: ``counting_estimator(keypoints)`` makes one."""
+    return CountingEstimator

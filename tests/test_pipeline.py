@@ -238,3 +238,113 @@ def test_cli_transfer(repo, sample, tmp_path, capsys):
     assert "argument --dtype: invalid choice: 'float16' (choose from" in capsys.readouterr().err
     assert main(["transfer", str(ref_path), "--pose", str(tmp_path / "missing.json"), "-o", str(out), "--model", str(repo)]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# models that take the reference person's own pose (DESIGN.md §1b): `reference_pose` everywhere the model is fed
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pose_aware_model_takes_the_given_reference_pose(pose_aware_repo, sample, reference_keypoints):
+    reference, keypoints = sample
+    pipe = PGATPipeline.from_pretrained(pose_aware_repo, pose_estimator=None)
+    assert pipe.model.needs_reference_pose
+    ok = reference_keypoints[:, 0] >= 0
+    moved = reference_keypoints.copy()
+    moved[ok] += (12.0, -9.0)  # the same body elsewhere: the warp moves other features to the target pose
+    a = pipe(reference, keypoints, reference_pose=reference_keypoints, output_type="np")
+    b = pipe(reference, keypoints, reference_pose=moved, output_type="np")
+    assert np.abs(a.images - b.images).mean() > 0.01  # the reference pose steers the output
+    # the pose used, back in the reference image's pixels: the one given
+    assert a.reference_poses.shape == (1, 18, 3)
+    np.testing.assert_allclose(a.reference_poses[0, ok, :2], reference_keypoints[ok], atol=1e-3)
+    assert (a.reference_poses[0, ~ok] == (-1, -1, 0)).all() and (a.reference_poses[0, ok, 2] == 1).all()
+    # OpenPose JSON on a canvas twice the reference's size is mapped like a target pose: the same picture
+    doubled = np.where(reference_keypoints >= 0, (reference_keypoints + 0.5) * 2 - 0.5, -1.0)
+    big = pipe(reference, keypoints, reference_pose=write_openpose_json(doubled, canvas_size=(200, 256)), output_type="np")
+    np.testing.assert_allclose(big.images, a.images, atol=1.5 / 255)
+    np.testing.assert_allclose(big.reference_poses[0, ok, :2], reference_keypoints[ok], atol=1e-3)
+    # the tuple form keeps its two items
+    images, poses = pipe(reference, keypoints, reference_pose=reference_keypoints, output_type="np", return_dict=False)
+    np.testing.assert_array_equal(images, a.images)
+    # one reference pose per reference image: each image gets its own (unshared path: encoded with its batch)
+    both = pipe([reference, reference], [keypoints, keypoints], reference_pose=[reference_keypoints, moved], output_type="np")
+    np.testing.assert_allclose(both.images[0], a.images[0], atol=1.5 / 255)
+    np.testing.assert_allclose(both.images[1], b.images[0], atol=1.5 / 255)
+    assert both.reference_poses.shape == (2, 18, 3)
+    with pytest.raises(ValueError, match=r"`reference_pose` must be one pose or a list of one per reference image \(2\), got a list of 3"):
+        pipe([reference, reference], [keypoints, keypoints], reference_pose=[reference_keypoints] * 3)
+    with pytest.raises(ValueError, match=r"`reference_pose` has no keypoint inside the 100x128 reference image, and this model \(reference_pose=True, warp_skips=True\)"):
+        pipe(reference, keypoints, reference_pose=np.full((18, 2), -1.0))
+    with pytest.raises(ValueError, match=r"`reference_pose` must have shape \(18, 2\) or \(18, 3\)"):
+        pipe(reference, keypoints, reference_pose=np.zeros((17, 2)))
+
+
+def test_pose_aware_model_estimates_the_reference_pose_once_per_reference(pose_aware_repo, sample, reference_keypoints, counting_estimator):
+    reference, keypoints = sample
+    estimator = counting_estimator(reference_keypoints)
+    pipe = PGATPipeline.from_pretrained(pose_aware_repo, pose_estimator=estimator)
+    given = PGATPipeline.from_pretrained(pose_aware_repo, pose_estimator=None)(reference, [keypoints] * 3, reference_pose=reference_keypoints, output_type="np")
+    out = pipe(reference, [keypoints] * 3, batch_size=2, output_type="np")
+    assert estimator.calls == [(100, 128)]  # once, on the reference photo, for three poses in two batches
+    np.testing.assert_allclose(out.images, given.images, atol=1e-6)
+    np.testing.assert_allclose(out.reference_poses, given.reference_poses)
+    estimator.calls.clear()
+    pipe([reference, reference], [keypoints, keypoints])
+    assert estimator.calls == [(100, 128)] * 2  # once per reference image
+    estimator.calls.clear()
+    pipe(reference, keypoints, reference_pose=reference_keypoints)
+    assert estimator.calls == []  # given: nothing estimated
+
+
+def test_pose_aware_model_without_a_person_or_an_estimator(pose_aware_repo, sample, counting_estimator):
+    reference, keypoints = sample
+    nobody = PGATPipeline.from_pretrained(pose_aware_repo, pose_estimator=counting_estimator(None))
+    with pytest.raises(ValueError, match=r"`reference_image`: no person found in the 100x128 reference photo, and this model .* needs the "
+                                         r"reference person's pose; pass `reference_pose=`"):
+        nobody(reference, keypoints)
+    blind = PGATPipeline.from_pretrained(pose_aware_repo, pose_estimator=None)
+    with pytest.raises(ValueError, match=r"this model \(reference_pose=True, warp_skips=True\) needs the reference person's pose; `reference_pose` "
+                                         r"was not given .* \(pose_estimator=None\): pass `reference_pose=`"):
+        blind(reference, keypoints)
+
+
+def test_paper_model_never_estimates_the_reference_pose_unless_aligning(repo, sample, reference_keypoints, counting_estimator):
+    reference, keypoints = sample
+    estimator = counting_estimator(reference_keypoints)
+    pipe = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=estimator)
+    assert not pipe.model.needs_reference_pose
+    plain = pipe(reference, [keypoints] * 2, output_type="np")
+    assert estimator.calls == [] and plain.reference_poses is None
+    unused = pipe(reference, keypoints, reference_pose=reference_keypoints, output_type="np")  # accepted, not used
+    np.testing.assert_array_equal(unused.images, plain.images[:1])
+    assert unused.reference_poses is None and estimator.calls == []
+    # align_pose needs it: estimated once for the reference, not once per pose
+    aligned = pipe(reference, [keypoints] * 3, align_pose=True)
+    assert estimator.calls == [(100, 128)] and aligned.reference_poses.shape == (1, 18, 3)
+
+
+def test_cli_transfer_reference_pose(pose_aware_repo, sample, reference_keypoints, tmp_path, capsys):
+    from pgat.cli import main
+
+    reference, keypoints = sample
+    ref_path, pose_path = tmp_path / "ref.png", tmp_path / "pose.json"
+    Image.fromarray(reference).save(ref_path)
+    write_openpose_json(keypoints, pose_path)
+    write_openpose_json(reference_keypoints, tmp_path / "ref-openpose.json")
+    np.save(tmp_path / "ref.npy", reference_keypoints)
+    (tmp_path / "ref-list.json").write_text(json.dumps(reference_keypoints.tolist()))
+    expected = PGATPipeline.from_pretrained(pose_aware_repo, pose_estimator=None)(reference, keypoints, reference_pose=reference_keypoints).images[0]
+    base = ["transfer", str(ref_path), "--pose", str(pose_path), "--model", str(pose_aware_repo)]
+    for name in ("ref-openpose.json", "ref.npy", "ref-list.json"):
+        out = tmp_path / f"out-{name}.png"
+        assert main([*base, "-o", str(out), "--reference-pose", str(tmp_path / name)]) == 0, capsys.readouterr().err
+        np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(expected))
+    capsys.readouterr()
+    # errors reach the user as one message, exit code 2
+    assert main([*base, "-o", str(tmp_path / "x.png"), "--reference-pose", str(tmp_path / "missing.npy")]) == 2
+    assert "`reference_pose` file" in capsys.readouterr().err
+    np.save(tmp_path / "short.npy", reference_keypoints[:17])
+    assert main([*base, "-o", str(tmp_path / "x.png"), "--reference-pose", str(tmp_path / "short.npy")]) == 2
+    assert "`reference_pose` must have shape (18, 2) or (18, 3)" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -378,3 +378,66 @@ def test_http_server_serves_the_repository(server, handler, sample):
     assert status == 400 and error["field"] == "inputs.target_pose" and "got shape (17, 2)" in error["error"]
     status, error = _request(server + "/", raw=b"reference=me.png")
     assert status == 400 and error["field"] == "body" and "not JSON" in error["error"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a model that takes the reference person's own pose (DESIGN.md §1b)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pose_aware_model_gets_the_reference_pose(pose_aware_repo, sample, reference_keypoints, counting_estimator):
+    from pgat.serving import PGATServing
+
+    reference, keypoints = sample
+    estimator = counting_estimator(reference_keypoints)
+    serving = PGATServing(pose_aware_repo, device="cpu", pose_estimator=estimator)
+    local = PGATPipeline.from_pretrained(pose_aware_repo, pose_estimator=None)
+    ok = reference_keypoints[:, 0] >= 0
+    moved = reference_keypoints.copy()
+    moved[ok] += (12.0, -9.0)
+    inputs = {"reference_image": b64(reference), "target_pose": keypoints.tolist()}
+
+    # sent: used as it is, returned, nothing estimated
+    given, status = serving.run({"inputs": {**inputs, "reference_pose": reference_keypoints.tolist()}})
+    assert status == 200 and set(given) == {"image", "target_pose", "resolution", "reference_pose"} and len(estimator.calls) == 0
+    np.testing.assert_allclose(np.asarray(given["reference_pose"])[ok, :2], reference_keypoints[ok], atol=0.006)
+    expected = local(reference, keypoints, reference_pose=reference_keypoints).images[0]
+    np.testing.assert_array_equal(np.asarray(decode(given["image"]).convert("RGB")), np.asarray(expected))
+    other = serving({"inputs": {**inputs, "reference_pose": moved.tolist()}})
+    assert np.abs(np.asarray(decode(other["image"]), float) - np.asarray(decode(given["image"]), float)).mean() > 2  # it steers the output
+    # OpenPose JSON works too (here on a canvas twice the reference's size)
+    doubled = np.where(reference_keypoints >= 0, (reference_keypoints + 0.5) * 2 - 0.5, -1.0)
+    canvas = serving({"inputs": {**inputs, "reference_pose": write_openpose_json(doubled, canvas_size=(200, 256))}})
+    np.testing.assert_allclose(np.asarray(canvas["reference_pose"])[ok, :2], reference_keypoints[ok], atol=0.01)
+
+    # not sent: estimated from the reference image, once
+    estimated = serving({"inputs": inputs})
+    assert len(estimator.calls) == 1
+    assert estimated["image"] == given["image"] and estimated["reference_pose"] == given["reference_pose"]
+
+    # video: the same pose, for every frame
+    sequence = [keypoints.tolist()] * 3
+    video, status = serving.run({"inputs": {"reference_image": b64(reference), "pose_sequence": sequence, "reference_pose": reference_keypoints.tolist()},
+                                 "parameters": {"task": "video", "retarget": False, "smooth": False}})
+    assert status == 200 and video["num_frames"] == 3 and len(estimator.calls) == 1
+    assert video["reference_pose"] == given["reference_pose"]
+    video = serving({"inputs": {"reference_image": b64(reference), "pose_sequence": sequence}, "parameters": {"task": "video", "retarget": False}})
+    assert video["num_frames"] == 3 and len(estimator.calls) == 2 and video["reference_pose"] == given["reference_pose"]
+
+
+def test_pose_aware_model_and_a_photo_with_nobody_is_a_400(pose_aware_repo, sample, counting_estimator):
+    from starlette.testclient import TestClient
+
+    from pgat.serving import PGATServing, create_app
+
+    reference, keypoints = sample
+    serving = PGATServing(pose_aware_repo, device="cpu", pose_estimator=counting_estimator(None))
+    for payload in (
+        {"inputs": {"reference_image": b64(reference), "target_pose": keypoints.tolist()}},
+        {"inputs": {"reference_image": b64(reference), "pose_sequence": [keypoints.tolist()] * 2}, "parameters": {"task": "video", "retarget": False}},
+    ):
+        out, status = serving.run(payload)
+        assert status == 400 and out["field"] == "inputs.reference_image", out
+        assert re.search(r"no person found in the 100x128 `inputs.reference_image`, and this model .* send it as `inputs.reference_pose`", out["error"])
+    response = TestClient(create_app(handler=serving)).post("/", json=payload)
+    assert response.status_code == 400 and response.json()["field"] == "inputs.reference_image"

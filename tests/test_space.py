@@ -56,6 +56,13 @@ def space_model(tmp_path_factory) -> Path:
     return _tiny_repository(tmp_path_factory.mktemp("model") / "pgat-tiny")
 
 
+def _needs_reference_pose(repository: Path) -> bool:
+    """Whether the repository's highest stage takes the reference person's own pose (DESIGN.md §1b)."""
+    stage = sorted(p for p in Path(repository).glob("stage-*") if (p / "config.json").is_file())[-1]
+    config = json.loads((stage / "config.json").read_text())
+    return bool(config.get("reference_pose") or config.get("warp_skips"))
+
+
 @pytest.fixture(scope="module")
 def space(space_model, tmp_path_factory):
     """The Space as a real server (``python spaces/app.py`` on 127.0.0.1 and a free port)."""
@@ -67,7 +74,8 @@ def space(space_model, tmp_path_factory):
         "PGAT_MAX_FILE_SIZE": "5mb",
     }
     with screenshots.serve(space_model, env=env, log=tmp / "space.log") as url:
-        yield {"url": url, "tmp": tmp, "stages": json.loads((space_model / "model_index.json").read_text())["stages"]}
+        yield {"url": url, "tmp": tmp, "stages": json.loads((space_model / "model_index.json").read_text())["stages"],
+               "needs_reference_pose": _needs_reference_pose(space_model)}
 
 
 def _client(space, downloads="downloads"):
@@ -118,9 +126,13 @@ def test_pose_transfer_every_pose_source(client, space, portrait_png):
         ("json", None, handle_file(str(EXAMPLES / "poses" / "pose-08.json")), "pose-01", space["stages"][-1]),
         ("photo", handle_file(str(EXAMPLES / "pose-photo.png")), None, "pose-01", low),
     ]:
-        result, with_skeleton, pose_view, download, notes = client.predict(
-            handle_file(str(portrait_png)), source, photo, pose_json, preset, resolution, False, api_name="/pose_transfer"
+        result, with_skeleton, pose_view, download, notes, reference_view = client.predict(
+            handle_file(str(portrait_png)), source, photo, pose_json, preset, resolution, False, None, api_name="/pose_transfer"
         )
+        # the reference skeleton used: only for a model that takes the reference's pose, drawn on the reference photo
+        assert (reference_view is None) != space["needs_reference_pose"], reference_view
+        if reference_view is not None:
+            assert Image.open(reference_view).size == (200, 256)
         image = Image.open(result)
         assert image.format == "PNG" and image.size == (200, 256), (source, image.format, image.size)
         saved = Image.open(download)
@@ -140,13 +152,34 @@ def test_pose_transfer_align_and_several_people(client, space, tmp_path):
     two.paste(Image.open(EXAMPLES / "person-1.png"), (0, 0))
     two.paste(Image.open(EXAMPLES / "person-3.png").resize((180, 180)), (300, 70))
     two.save(tmp_path / "two.png")
-    result, _, pose_view, _, notes = client.predict(
+    result, _, pose_view, _, notes, reference_view = client.predict(
         handle_file(str(EXAMPLES / "person-2.png")), "photo", handle_file(str(tmp_path / "two.png")), None, "pose-01",
         space["stages"][-1], True, api_name="/pose_transfer",
-    )
+    )  # called without the last input (the reference pose file, added later): API calls made before it still work
     assert Image.open(result).size == (256, 256)
     assert Image.open(pose_view).size == (512, 256)  # the skeleton is drawn on the pose photo as uploaded
     assert "The pose photo shows 2 people; the largest one was used." in notes
+    assert Image.open(reference_view).size == (256, 256)  # fitting the pose used the reference's (estimated) pose
+
+    # the reference pose from an OpenPose JSON file: used as it is (its skeleton drawn where the file puts it)
+    from pgat.pose import draw_skeleton, write_openpose_json
+
+    pose = np.full((18, 2), -1.0, np.float32)
+    pose[[1, 2, 5, 8, 11, 0]] = [(128, 60), (105, 62), (151, 62), (112, 150), (144, 150), (128, 35)]
+    write_openpose_json(pose, tmp_path / "reference-pose.json")
+    _, _, _, _, notes, reference_view = client.predict(
+        handle_file(str(EXAMPLES / "person-2.png")), "preset", None, None, "pose-01", space["stages"][-1], True,
+        handle_file(str(tmp_path / "reference-pose.json")), api_name="/pose_transfer",
+    )
+    drawn = np.asarray(Image.open(reference_view).convert("RGB"), dtype=np.int16)
+    expected = np.asarray(draw_skeleton(Image.open(EXAMPLES / "person-2.png"), pose), dtype=np.int16)
+    assert np.abs(drawn - expected).mean() < 0.5 and "reference photo shows" not in notes  # nothing estimated
+    if not space["needs_reference_pose"]:  # given but needed by nothing: not used, and the notes say so
+        _, _, _, _, notes, reference_view = client.predict(
+            handle_file(str(EXAMPLES / "person-2.png")), "preset", None, None, "pose-01", space["stages"][-1], False,
+            handle_file(str(tmp_path / "reference-pose.json")), api_name="/pose_transfer",
+        )
+        assert reference_view is None and "The reference pose file was not used" in notes
 
 
 def test_tryon_automatic_and_drawn_masks(client, space, tmp_path):
@@ -173,16 +206,18 @@ def test_tryon_automatic_and_drawn_masks(client, space, tmp_path):
 
 def test_video_from_zip_and_driving_video(client, space):
     low = space["stages"][0]
-    video, notes = client.predict(handle_file(str(EXAMPLES / "person-1.png")), "zip", None, handle_file(str(EXAMPLES / "workout_march.zip")),
-                                  0, 6, True, True, low, api_name="/video")
+    video, notes, reference_view = client.predict(handle_file(str(EXAMPLES / "person-1.png")), "zip", None,
+                                                  handle_file(str(EXAMPLES / "workout_march.zip")), 0, 6, True, True, low, None, api_name="/video")
     count, size, fps = _frames(video)
     assert (count, size, fps) == (6, (256, 256), 30.0)
     assert "The pose sequence has 120 frames; the frame cap kept the first 6." in notes
-    video, notes = client.predict(handle_file(str(EXAMPLES / "person-3.png")), "video", handle_file(str(EXAMPLES / "driving.mp4")), None,
-                                  0, 5, False, False, low, api_name="/video")
+    assert Image.open(reference_view).size == (256, 256)  # retargeting used the reference's pose
+    video, notes, reference_view = client.predict(handle_file(str(EXAMPLES / "person-3.png")), "video", handle_file(str(EXAMPLES / "driving.mp4")),
+                                                  None, 0, 5, False, False, low, api_name="/video")
     count, size, fps = _frames(video)
     assert (count, size, fps) == (5, (256, 256), 15.0)  # the driving video's own rate
     assert "The driving video has 60 frames; the frame cap kept the first 5." in notes
+    assert (reference_view is None) != space["needs_reference_pose"]  # no retargeting: only a model that takes it uses one
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,10 +278,15 @@ def test_bad_uploads_get_readable_errors_and_the_server_keeps_serving(client, sp
         ((ref, "photo", handle_file(str(d / "empty.png")), None, "pose-01", r, False), "/pose_transfer", "No person found in the pose photo"),
         ((ref, "photo", None, None, "pose-01", r, False), "/pose_transfer", "no pose photo was uploaded"),
         ((ref, "preset", None, None, "pose-01", 100, False), "/pose_transfer", "100 is not in the list of choices"),
+        ((ref, "preset", None, None, "pose-01", r, True, handle_file(str(d / "broken.json"))), "/pose_transfer", "'broken.json' is not valid JSON"),
+        ((handle_file(str(d / "empty.png")), "preset", None, None, "pose-01", r, True), "/pose_transfer",
+         "No person found in the reference photo, and fitting the pose.* needs the reference person's pose"),
         ((_editor(d / "text.png"), _editor(EXAMPLES / "person-3.png"), "automatic", r), "/tryon",
          "Person photo: the uploaded file is not a readable image"),
         ((_editor(EXAMPLES / "person-1.png"), _editor(d / "empty.png"), "automatic", r), "/tryon", "No person found in the garment photo"),
         ((ref, "zip", None, handle_file(str(d / "text.zip")), 0, 10, True, True, r), "/video", "'text.zip' is not a readable zip file"),
+        ((handle_file(str(d / "empty.png")), "zip", None, handle_file(str(EXAMPLES / "workout_march.zip")), 0, 10, True, True, r), "/video",
+         "No person found in the reference photo, and retargeting"),
         ((ref, "zip", None, handle_file(str(d / "badjson.zip")), 0, 10, True, True, r), "/video",
          "OpenPose JSON file 'f_001_keypoints.json' is not valid JSON"),
         ((ref, "video", handle_file(str(d / "garbage.mp4")), None, 0, 10, True, True, r), "/video", "Driving video: .* is not a readable video"),
@@ -281,3 +321,96 @@ def test_browser_uses_each_tab_with_an_example(space):
     for key, path in shots.items():
         image = Image.open(path)
         assert image.format == "PNG" and image.size[0] == 1280 and image.size[1] > 800, (key, image.size)
+
+
+# ---------------------------------------------------------------------------------------------
+# a model that takes the reference person's own pose (DESIGN.md §1b), through the tabs' handlers
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def space_modules(monkeypatch):
+    """The Space's modules, imported the way ``python spaces/app.py`` imports them (its folder first on the path)."""
+    import importlib
+    import sys
+
+    names = ("model", "ui", "tab_pose_transfer", "tab_video")
+    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
+    monkeypatch.syspath_prepend(str(REPO / "spaces"))
+    try:
+        yield {n: importlib.import_module(n) for n in names}
+    finally:
+        for n in names:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
+
+
+class _FakeEstimator:
+    """BlazePose's ``return_all`` interface with a fixed answer, counting calls."""
+
+    def __init__(self, keypoints):
+        self.keypoints, self.calls = keypoints, 0
+
+    def __call__(self, image, return_all=False):
+        from types import SimpleNamespace
+
+        self.calls += 1
+        if self.keypoints is None:
+            return SimpleNamespace(num_people=0, keypoints=np.tile(np.float32([-1, -1, 0]), (18, 1)))
+        return SimpleNamespace(num_people=1, keypoints=self.keypoints)
+
+
+def test_pose_aware_model_in_the_tabs(space_modules, tmp_path):
+    import threading
+
+    import gradio as gr
+
+    from pgat.data.synthetic import SynthHumans
+    from pgat.pose import draw_skeleton, write_openpose_json
+
+    torch.manual_seed(0)
+    model = PGATModel(resolution=64, bottleneck_channels=16, warp_skips=True, reference_pose=True).eval()
+    repo = tmp_path / "pose-aware"
+    PGATPipeline(model=model, pose_estimator=None).save_pretrained(repo)
+    item = SynthHumans(resolution=128, split="test")[0]
+    Image.fromarray(item["reference"]).save(tmp_path / "person.png")
+    kps = np.concatenate([item["reference_keypoints"], (item["reference_keypoints"][:, :1] >= 0).astype(np.float32)], axis=1)
+    kps[kps[:, 0] < 0] = (-1, -1, 0)
+
+    models = space_modules["model"].Models(str(repo), device="cpu")
+    assert models.needs_reference_pose
+    for tab in ("tab_pose_transfer", "tab_video"):  # the tabs build with the "reference pose used" outputs shown
+        demo = space_modules[tab].create_demo(models)
+        shown = [c for c in demo.blocks.values() if getattr(c, "label", None) == "Reference pose used"]
+        assert len(shown) == 1 and shown[0].visible, tab
+    estimator = _FakeEstimator(kps)
+    models.people_counter = lambda: space_modules["model"].PeopleCounter(estimator, threading.Lock())
+    transfer = space_modules["tab_pose_transfer"].make_transfer(models)
+    person = str(tmp_path / "person.png")
+
+    # estimated from the reference photo, shown as "reference pose used"
+    *_, notes, reference_view = transfer(person, "preset", None, None, "pose-03", 64, False)
+    assert estimator.calls == 1 and notes == ""
+    np.testing.assert_array_equal(np.asarray(reference_view), np.asarray(draw_skeleton(Image.open(person), kps)))
+    # from an OpenPose JSON file: nothing estimated, another pose, another result
+    moved = kps.copy()
+    moved[kps[:, 0] >= 0, :2] += (10, -6)
+    write_openpose_json(moved, tmp_path / "reference.json")
+    first = transfer(person, "preset", None, None, "pose-03", 64, False)[0]
+    given = transfer(person, "preset", None, None, "pose-03", 64, False, str(tmp_path / "reference.json"))
+    assert estimator.calls == 2  # only the call without the file
+    assert np.abs(np.asarray(given[0], float) - np.asarray(first, float)).mean() > 1
+    np.testing.assert_array_equal(np.asarray(given[-1]), np.asarray(draw_skeleton(Image.open(person), moved)))
+    # nobody in the reference photo: a readable error that says what to give instead
+    estimator.keypoints = None
+    with pytest.raises(gr.Error, match="No person found in the reference photo, and this model needs the reference person's pose.*OpenPose JSON file under Advanced"):
+        transfer(person, "preset", None, None, "pose-03", 64, False)
+    # the video tab: resolved once for the video, also without retargeting
+    estimator.keypoints = kps
+    video = space_modules["tab_video"].make_video(models)
+    calls = estimator.calls
+    path, notes, reference_view = video(person, "zip", None, str(EXAMPLES / "workout_march.zip"), 0, 3, True, False, 64)
+    assert estimator.calls == calls + 1 and Path(path).is_file() and reference_view.size == (128, 128)
+    path, notes, reference_view = video(person, "zip", None, str(EXAMPLES / "workout_march.zip"), 0, 3, True, True, 64, str(tmp_path / "reference.json"))
+    assert estimator.calls == calls + 1  # the file was used for retargeting and for the model
+    np.testing.assert_array_equal(np.asarray(reference_view), np.asarray(draw_skeleton(Image.open(person), moved)))

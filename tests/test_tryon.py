@@ -424,3 +424,33 @@ def test_pipeline_bad_inputs(tiny_pipe, tmp_path, pairs):
         PGATTryOnPipeline(model=tiny_pipe.model, pose_estimator=None)(person, garment, pm, gm, pk, gk)
     with pytest.raises(ValueError, match="`output_type` must be"):
         tiny_pipe(person, garment, pm, gm, pk, gk, output_type="latent")
+
+
+def test_pipeline_feeds_a_pose_aware_model_the_poses_it_has(pairs, monkeypatch):
+    """A model that takes the reference's own pose (DESIGN.md §1b) gets each photo's pose when moving it to the
+    canonical pose, and the canonical pose when moving the composite back; nothing more is estimated."""
+    torch.manual_seed(0)
+    model = PGATModel(resolution=64, bottleneck_channels=16, warp_skips=True, reference_pose=True).eval()
+    flow = AppearanceFlowModel(**TINY_FLOW, canonical_pose=default_canonical_pose()).eval()
+    pipe = PGATTryOnPipeline(model=model, flow=flow, pose_estimator=None)
+    person, pm, pk = _photo(pairs[0], "reference")
+    garment, gm, gk = _photo(pairs[1], "reference")
+    seen = []
+    forward = model.forward
+
+    def recording(reference, target_keypoints, reference_keypoints=None, return_dict=True):
+        seen.append(reference_keypoints.clone())
+        return forward(reference, target_keypoints, reference_keypoints, return_dict=return_dict)
+
+    monkeypatch.setattr(model, "forward", recording)
+    out = pipe(person, garment, pm, gm, pk, gk, output_type="np")
+    assert out.images.shape == (1, 64, 64, 3) and len(seen) == 2
+    np.testing.assert_allclose(seen[0].numpy(), np.stack([pk, gk]), atol=1e-4)  # 64x64 photos: their pixels are the square's
+    np.testing.assert_allclose(seen[1].numpy(), pipe.canonical_keypoints()[None], atol=1e-6)
+    # another person pose (the same body 3 px to the right): another canonical person
+    ok = pk[:, 0] >= 0
+    shifted = pk.copy()
+    shifted[ok, 0] += 3
+    moved = pipe(person, garment, pm, gm, shifted, gk, output_type="np")
+    assert np.abs(moved.canonical_person - out.canonical_person).mean() > 0.005
+    np.testing.assert_allclose(moved.canonical_garment, out.canonical_garment, atol=1e-6)

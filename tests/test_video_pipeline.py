@@ -524,3 +524,95 @@ def test_cli_video_end_to_end(pipe, reference, march, tmp_path, monkeypatch, cap
     assert rc == 2 and "pass --model" in capsys.readouterr().err
     rc = main(["video", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "missing"), "-o", str(out), "--model", str(repo)])
     assert rc == 2 and "`pose_sequence`" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# models that take the reference person's own pose (DESIGN.md §1b)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pose_aware():
+    """A tiny 64² model with part-warped skips and the reference's pose maps."""
+    torch.manual_seed(0)
+    model = PGATModel(resolution=64, bottleneck_channels=16, warp_skips=True, reference_pose=True).eval()
+    assert model.needs_reference_pose
+    return model
+
+
+def test_pose_aware_video_gets_the_reference_pose_once(pose_aware, reference, monkeypatch, counting_estimator):
+    image, kps = reference
+    seq = np.repeat(kps[None], 4, axis=0)
+    seq[:, :, 0] = np.where(seq[:, :, 0] >= 0, seq[:, :, 0] + np.arange(4)[:, None], -1)  # stepping right
+    estimator = counting_estimator(kps)
+    pipe = PGATVideoPipeline(model=pose_aware, pose_estimator=estimator)
+    pipe.set_progress_bar_config(disable=True)
+    seen = []
+    decode = pose_aware.decode
+
+    def recording_decode(features, keypoints, reference_keypoints=None):
+        seen.append(None if reference_keypoints is None else tuple(reference_keypoints.shape))
+        return decode(features, keypoints, reference_keypoints)
+
+    monkeypatch.setattr(pose_aware, "decode", recording_decode)
+    # estimated from the reference photo, once for the whole video, with or without retargeting
+    out = pipe(image, seq, retarget=False, smooth=False, output_type="np")
+    assert len(estimator.calls) == 1 and seen == [(1, 18, 2)] * 4
+    ok = visible(kps)
+    np.testing.assert_allclose(out.reference_pose[ok, :2], kps[ok], atol=1e-3)
+    retargeted = pipe(image, seq, smooth=False)
+    assert len(estimator.calls) == 2 and retargeted.reference_pose is not None  # one more video, one more estimate
+    # given: used as it is, nothing estimated; another reference pose, other frames
+    given = pipe(image, seq, reference_pose=kps, retarget=False, smooth=False, output_type="np")
+    assert len(estimator.calls) == 2
+    np.testing.assert_allclose(given.frames, out.frames, atol=1e-6)
+    moved = kps.copy()
+    moved[ok] += (10.0, -8.0)
+    other = pipe(image, seq, reference_pose=moved, retarget=False, smooth=False, output_type="np")
+    assert np.abs(other.frames - given.frames).mean() > 0.01
+    np.testing.assert_allclose(other.reference_pose[ok, :2], moved[ok], atol=1e-3)
+    # the tuple form keeps its four items
+    assert len(pipe(image, seq, reference_pose=kps, retarget=False, return_dict=False)) == 4
+
+
+def test_pose_aware_video_without_a_person_or_an_estimator(pose_aware, reference, counting_estimator):
+    image, kps = reference
+    seq = np.repeat(kps[None], 3, axis=0)
+    nobody = PGATVideoPipeline(model=pose_aware, pose_estimator=counting_estimator(None))
+    with pytest.raises(ValueError, match=r"`reference_image`: no person found in the 128x128 reference photo, and this model .* pass `reference_pose=`") as info:
+        nobody(image, seq, retarget=False)
+    assert "retarget=False" not in str(info.value)  # not a way out: the model itself needs the pose
+    blind = PGATVideoPipeline(model=pose_aware, pose_estimator=None)
+    with pytest.raises(ValueError, match=r"this model .* needs the reference person's pose; .*pose_estimator=None.*pass `reference_pose=`"):
+        blind(image, seq, retarget=False)
+
+
+def test_paper_model_video_estimates_nothing_without_retargeting(pipe, reference, counting_estimator):
+    image, kps = reference
+    estimator = counting_estimator(kps)
+    paper = PGATVideoPipeline(model=pipe.model, pose_estimator=estimator)
+    paper.set_progress_bar_config(disable=True)
+    out = paper(image, np.repeat(kps[None], 3, axis=0), retarget=False)
+    assert len(estimator.calls) == 0 and out.reference_pose is None
+    assert paper(image, np.repeat(kps[None], 3, axis=0)).reference_pose is not None and len(estimator.calls) == 1  # retargeting uses it
+
+
+def test_cli_video_reference_pose(pose_aware, reference, tmp_path, capsys):
+    image, kps = reference
+    repo = tmp_path / "model"
+    PGATVideoPipeline(model=pose_aware, pose_estimator=None).save_pretrained(repo)
+    Image.fromarray(image).save(tmp_path / "ref.png")
+    np.save(tmp_path / "ref.npy", kps)
+    np.save(tmp_path / "poses.npy", np.repeat(kps[None], 4, axis=0))
+    out = tmp_path / "out.mp4"
+    rc = main(["video", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "poses.npy"), "-o", str(out), "--model", str(repo),
+               "--no-retarget", "--no-smooth", "--reference-pose", str(tmp_path / "ref.npy")])
+    assert rc == 0 and "wrote 4 frames" in capsys.readouterr().out
+    frames, _ = _read_video(out)
+    api = PGATVideoPipeline.from_pretrained(repo, pose_estimator=None)
+    api.set_progress_bar_config(disable=True)
+    expected = api(image, np.repeat(kps[None], 4, axis=0), reference_pose=kps, retarget=False, smooth=False).frames
+    assert len(frames) == 4 and np.abs(frames[0].astype(float) - np.asarray(expected[0], float)).mean() < 6
+    rc = main(["video", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "poses.npy"), "-o", str(out), "--model", str(repo),
+               "--no-retarget", "--reference-pose", str(tmp_path / "nope.json")])
+    assert rc == 2 and "`reference_pose`" in capsys.readouterr().err

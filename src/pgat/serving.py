@@ -9,18 +9,20 @@ Request (``task`` "image", the default)::
 
     {"inputs": {"reference_image": "<base64 PNG/JPEG>",
                 "target_pose": <OpenPose JSON object | (18, 2|3) list of [x, y(, c)] | "<base64 image of someone in the pose>">,
-                "reference_pose": <same forms, optional: only with align_pose>},
+                "reference_pose": <same forms, optional: with align_pose, or for a model that takes the reference's pose>},
      "parameters": {"resolution": 256, "align_pose": true}}
 
-    -> {"image": "<base64 PNG, the reference's size>", "target_pose": [[x, y, c], ...18], "resolution": 256}
+    -> {"image": "<base64 PNG, the reference's size>", "target_pose": [[x, y, c], ...18], "resolution": 256,
+        "reference_pose": [[x, y, c], ...18]}   # only when a reference pose was used (align_pose, or the model needs it)
 
 Request (``"task": "video"``)::
 
     {"inputs": {"reference_image": "<base64 PNG/JPEG>", "pose_sequence": [<pose>, <pose>, ...],
-                "reference_pose": <optional: only with retarget>},
+                "reference_pose": <optional: with retarget, or for a model that takes the reference's pose>},
      "parameters": {"task": "video", "fps": 30, "retarget": false, "smooth": true, "fill_missing": true, "resolution": 256}}
 
-    -> {"video": "<base64 H.264 mp4>", "fps": 30.0, "num_frames": T, "poses": [[[x, y, c], ...18], ...T], "resolution": 256}
+    -> {"video": "<base64 H.264 mp4>", "fps": 30.0, "num_frames": T, "poses": [[[x, y, c], ...18], ...T], "resolution": 256,
+        "reference_pose": [[x, y, c], ...18]}   # only when a reference pose was used (retarget, or the model needs it)
 
 A bad request returns ``{"error": "<what was received, what is expected>", "field": "inputs.target_pose"}``
 (``field`` is a dotted path into the request, ``"body"`` for the request as a whole, `None` for a failure of
@@ -34,8 +36,12 @@ Decisions, written down:
 - Images are PNG or JPEG (a ``data:image/...;base64,`` prefix and line breaks in the base64 are accepted),
   at most ``PGAT_MAX_IMAGE_SIDE`` (default 4096) pixels a side; a video has at most ``PGAT_MAX_FRAMES``
   (default 120) poses. Limits are checked before anything is decoded or generated.
-- An input or parameter that would have no effect (``reference_pose`` without ``align_pose`` / ``retarget``,
-  a parameter of the other task) is an error, not ignored.
+- An input or parameter that would have no effect (``reference_pose`` without ``align_pose`` / ``retarget`` for
+  the paper's model, a parameter of the other task) is an error, not ignored.
+- A model beyond the paper that takes the reference person's own pose (``model.needs_reference_pose``, DESIGN.md
+  §1b) gets ``inputs.reference_pose``, or the pose estimated from ``inputs.reference_image`` (once per request);
+  a reference photo in which the estimator finds nobody is a 400 on ``inputs.reference_image`` that says to send
+  ``inputs.reference_pose``. The response then carries the ``reference_pose`` used, in the reference image's pixels.
 - ``resolution`` picks a stage of the repository; the highest is loaded at start-up, others on first use and
   kept. Requests run one at a time (memory stays that of one request).
 - Video ``retarget`` defaults to `True` as in `PGATVideoPipeline`; it needs the reference person's pose, from
@@ -373,15 +379,35 @@ class PGATServing:
         except ValueError as e:
             raise PayloadError(field, str(e)) from None
 
-    def _reference_pose(self, inputs: dict, reference: Image.Image, needed_by: str):
-        """The reference person's pose as the pipelines take it, or `None` when nothing needs it."""
+    def _reference_pose(self, inputs: dict, reference: Image.Image, needed_by: Optional[str], model_needs: bool = False):
+        """The reference person's pose as the pipelines take it, or `None` when nothing needs it.
+
+        ``needed_by`` names the parameter that needs it (`None`: none does); ``model_needs``: the model itself does."""
         field = "inputs.reference_pose"
-        if needed_by is None:
+        if needed_by is None and not model_needs:
             if "reference_pose" in inputs:
-                raise PayloadError(field, "`inputs.reference_pose` is only used with `parameters.align_pose` (image) or `parameters.retarget` (video), which are false")
+                raise PayloadError(field, "`inputs.reference_pose` is only used with `parameters.align_pose` (image) or `parameters.retarget` (video), "
+                                          "which are false, or by a model that takes the reference's pose, which this one does not")
             return None
         if "reference_pose" in inputs:
             return _pipeline_pose(*self._resolve(inputs["reference_pose"], field))
+        who = " and ".join(([needed_by] if needed_by else []) + (["this model (it takes the reference person's own pose)"] if model_needs else []))
+        if model_needs:
+            from .pose import check_keypoints, visible
+
+            try:
+                kps = check_keypoints(self.estimate(reference), "the pose estimator's output", allow_confidence=True)
+            except FileNotFoundError as e:  # no estimator weights on this server
+                raise PayloadError(field, f"{who} needs the reference person's pose and `inputs.reference_pose` was not sent; this server has no pose "
+                                          f"estimator to read it from `inputs.reference_image` ({str(e).splitlines()[0]}); send `inputs.reference_pose`") from None
+            except ValueError as e:
+                raise PayloadError(field, f"{who} needs the reference person's pose and `inputs.reference_pose` was not sent; "
+                                          f"estimating it from `inputs.reference_image` failed: {e}") from None
+            if not visible(kps).any():
+                width, height = reference.size
+                raise PayloadError("inputs.reference_image", f"no person found in the {width}x{height} `inputs.reference_image`, and {who} needs the "
+                                                             f"reference person's pose; send it as `inputs.reference_pose` ({POSE_FORMS})")
+            return kps  # in the reference image's pixels
         try:
             kps, frame = self._resolve(reference, field, parsed=True)
         except PayloadError as e:
@@ -391,13 +417,16 @@ class PGATServing:
     def _image(self, reference: Image.Image, inputs: dict, params: dict, resolution: int) -> Dict[str, Any]:
         align = self._flag(params, "align_pose", False)
         target = _pipeline_pose(*self._resolve(inputs["target_pose"], "inputs.target_pose"))
-        reference_pose = self._reference_pose(inputs, reference, "`parameters.align_pose`" if align else None)
         pipe = self.pipeline(resolution)
+        reference_pose = self._reference_pose(inputs, reference, "`parameters.align_pose`" if align else None, pipe.model.needs_reference_pose)
         try:
             out = pipe(reference, target, reference_pose=reference_pose, align_pose=align)
         except (ValueError, FileNotFoundError) as e:
             raise PayloadError(_field_of(e, "inputs"), str(e)) from None
-        return {"image": encode_png(out.images[0]), "target_pose": keypoints_to_json(out.target_poses[0]), "resolution": resolution}
+        response = {"image": encode_png(out.images[0]), "target_pose": keypoints_to_json(out.target_poses[0]), "resolution": resolution}
+        if out.reference_poses is not None:
+            response["reference_pose"] = keypoints_to_json(out.reference_poses[0])
+        return response
 
     def _video(self, reference: Image.Image, inputs: dict, params: dict, resolution: int) -> Dict[str, Any]:
         from .pose import Letterbox
@@ -424,9 +453,9 @@ class PGATServing:
             if frame is not None and tuple(frame) != reference.size:
                 kps = box.keypoints_from_square(pose_to_square(kps, frame, box), strict=False)
             poses.append(kps)
-        reference_pose = self._reference_pose(inputs, reference, "`parameters.retarget`" if retarget else None)
-
         pipe = self.pipeline(resolution, "video")
+        reference_pose = self._reference_pose(inputs, reference, "`parameters.retarget`" if retarget else None, pipe.model.needs_reference_pose)
+
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "pgat.mp4"
             try:
@@ -435,7 +464,10 @@ class PGATServing:
             except (ValueError, FileNotFoundError) as e:
                 raise PayloadError(_field_of(e, field), str(e)) from None
             video = base64.b64encode(path.read_bytes()).decode("ascii")
-        return {"video": video, "fps": out.fps, "num_frames": len(out.frames), "poses": [keypoints_to_json(p) for p in out.poses], "resolution": resolution}
+        response = {"video": video, "fps": out.fps, "num_frames": len(out.frames), "poses": [keypoints_to_json(p) for p in out.poses], "resolution": resolution}
+        if out.reference_pose is not None:
+            response["reference_pose"] = keypoints_to_json(out.reference_pose)
+        return response
 
 
 def _pipeline_pose(kps: np.ndarray, frame):

@@ -6,7 +6,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import PIL.Image
@@ -16,9 +16,9 @@ from diffusers.utils import BaseOutput
 
 from ..hub import list_stages, load_model_folder, read_model_index, resolve_stage, save_stage, write_model_card
 from ..models import PGATModel
-from ..pose import align_to
+from ..pose import Letterbox, align_to, check_keypoints, visible
 from ..stages import stage_folder
-from .utils import as_list, default_batch_size, format_images, pose_to_square, prepare_reference, resolve_pose, to_pil
+from .utils import as_list, default_batch_size, format_images, is_keypoint_array, pose_to_square, prepare_reference, resolve_pose, to_pil
 
 
 @dataclass
@@ -30,10 +30,15 @@ class PGATPipelineOutput(BaseOutput):
             image's size and framing; ``(B, H, W, 3)`` / ``(B, 3, H, W)`` in [0, 1] for ``"np"`` / ``"pt"``.
         target_poses (`np.ndarray`): ``(B, 18, 3)`` the poses used, ``(x, y, confidence)`` in the reference
             image's pixels; ``(-1, -1, 0)`` for points that are missing or fall outside the reference's frame.
+        reference_poses (`np.ndarray` or `None`): ``(N, 18, 3)`` the pose of each of the ``N`` reference images
+            that was used (given or estimated), in that reference image's pixels; `None` when none was used
+            (the paper's model without ``align_pose``). Not part of the ``return_dict=False`` tuple, which stays
+            ``(images, target_poses)``.
     """
 
     images: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
     target_poses: np.ndarray
+    reference_poses: Optional[np.ndarray] = None
 
 
 class PGATPipeline(DiffusionPipeline):
@@ -48,6 +53,10 @@ class PGATPipeline(DiffusionPipeline):
     The person is letterboxed into the model's square and the result is cut back to the reference's size
     and framing. A repository holds one folder per stage; `from_pretrained` loads (and downloads) only the
     stage asked for, and `save_pretrained` adds this pipeline's stage to a repository folder.
+
+    A model beyond the paper that takes the reference person's own pose (``model.needs_reference_pose``: DESIGN.md
+    §1b) gets it from ``reference_pose``, or from the pose estimator run on the reference photo, once per reference
+    image; the paper's model is never given one and nothing is estimated for it unless ``align_pose`` asks.
     """
 
     model_cpu_offload_seq = "model"
@@ -187,15 +196,65 @@ class PGATPipeline(DiffusionPipeline):
         """A callable ``image -> (18, 3)`` that loads the estimator only when an image pose arrives."""
         return None if self._pose_estimator is None else (lambda image: self.pose_estimator(image))
 
-    def prepare_target(self, target_pose, box, reference_image, reference_pose=None, align_pose: bool = False, name: str = "target_pose"):
-        """One target pose in the model's square, ``(18, 3)``; aligned onto the reference person if asked."""
+    def prepare_target(self, target_pose, box, align_onto: Optional[np.ndarray] = None, name: str = "target_pose"):
+        """One target pose in the model's square, ``(18, 3)``; aligned onto ``align_onto`` (the reference person's
+        pose in the same square) when given."""
         kps, frame = resolve_pose(target_pose, name, self._estimator())
         square = pose_to_square(kps, frame, box)
-        if align_pose:
-            source = reference_image if reference_pose is None else reference_pose
-            ref_kps, ref_frame = resolve_pose(source, "reference_pose", self._estimator())
-            square = align_to(square, pose_to_square(ref_kps, ref_frame, box))
+        if align_onto is not None:
+            square = align_to(square, align_onto)
         return square
+
+    def _needs_text(self, align_pose: bool = False) -> str:
+        """Who needs the reference person's pose, for error messages."""
+        reasons = []
+        if align_pose:
+            reasons.append("`align_pose=True`")
+        if self.model.needs_reference_pose:
+            on = [n for n in ("reference_pose", "warp_skips") if self.model.config.get(n)]
+            reasons.append(f"this model ({', '.join(f'{n}=True' for n in on)})")
+        return " and ".join(reasons) or "this call"
+
+    def prepare_reference_pose(self, reference_pose, picture: PIL.Image.Image, needed_by: str = "this model", hint: str = "",
+                               name: str = "reference_pose") -> np.ndarray:
+        """The reference person's pose, ``(18, 3)`` in the reference image's pixels.
+
+        Args:
+            reference_pose: the pose given (any form `resolve_pose` takes: an ``(18, 2|3)`` array in the reference
+                image's pixels, OpenPose JSON, an image of the person), or `None` to estimate it from ``picture``
+                with the pipeline's pose estimator.
+            picture (`PIL.Image.Image`): the reference image.
+            needed_by (`str`): what needs the pose, for error messages; ``hint`` is added to them.
+
+        A JSON pose recording another canvas (or an image of another size) is mapped into the reference's pixels
+        as a target pose is (both frames fitted into the model's square); points that land outside the reference
+        image are missing. A pose with no point left, or a photo in which the estimator finds nobody, is a
+        `ValueError` that says to pass ``reference_pose``: the pose is never invented.
+        """
+        width, height = picture.size
+        give = (f"pass `{name}=` (an (18, 2|3) array of (x, y) in the reference image's pixels, or OpenPose JSON){hint}")
+        if reference_pose is None:
+            if self._pose_estimator is None:
+                raise ValueError(
+                    f"{needed_by} needs the reference person's pose; `{name}` was not given and `reference_image` is an image, "
+                    f"which needs a pose estimator to read it; this pipeline has none (pose_estimator=None): {give}"
+                )
+            kps = check_keypoints(self.pose_estimator(picture), "the pose estimator's output", allow_confidence=True)
+            if kps.shape[1] == 2:
+                kps = np.concatenate([kps, visible(kps)[:, None].astype(np.float32)], axis=1)
+            if not visible(kps).any():
+                raise ValueError(
+                    f"`reference_image`: no person found in the {width}x{height} reference photo, and {needed_by} needs the "
+                    f"reference person's pose; {give}"
+                )
+            return kps
+        kps, frame = resolve_pose(reference_pose, name, self._estimator())
+        if frame is not None and tuple(frame) != (width, height):
+            box = Letterbox.fit(width, height, self.resolution)
+            kps = box.keypoints_from_square(pose_to_square(kps, frame, box), strict=False)
+        if not visible(kps).any():
+            raise ValueError(f"`{name}` has no keypoint inside the {width}x{height} reference image, and {needed_by} needs the reference person's pose")
+        return kps
 
     @torch.no_grad()
     def __call__(
@@ -214,7 +273,10 @@ class PGATPipeline(DiffusionPipeline):
                 or a path; or a list, one per target pose.
             target_pose: an ``(18, 2|3)`` array in the reference's pixels, OpenPose JSON (dict or path; COCO-18 or
                 BODY_25), or an image of someone in the pose; or a list of these (a batch).
-            reference_pose (*optional*): the reference person's pose (same forms); estimated when needed and not given.
+            reference_pose (*optional*): the reference person's pose (same forms; an array is in the reference image's
+                pixels), or a list of one per reference image. Used by ``align_pose`` and by a model that takes the
+                reference's pose (``model.needs_reference_pose``); when needed and not given it is estimated from each
+                reference photo, once per reference image. Unused (and not estimated) otherwise.
             align_pose (`bool`, *optional*, defaults to `False`): move and scale the target pose onto the reference
                 person (`pgat.pose.align_to`), e.g. for a pose taken from a photo of someone else.
             batch_size (`int`, *optional*): poses per forward pass; by default 1 on a CPU (batches measured no
@@ -223,7 +285,7 @@ class PGATPipeline(DiffusionPipeline):
             return_dict (`bool`, *optional*, defaults to `True`): return a `PGATPipelineOutput` instead of a tuple.
 
         Returns:
-            `PGATPipelineOutput` or ``(images, target_poses)``.
+            `PGATPipelineOutput` or ``(images, target_poses)`` (``reference_poses`` is in the dataclass only).
         """
         poses = as_list(target_pose, "target_pose")
         references = as_list(reference_image, "reference_image")
@@ -239,14 +301,29 @@ class PGATPipeline(DiffusionPipeline):
         def ref(i):  # the reference of pose i: one for all, or one each
             return 0 if len(references) == 1 else i
 
-        # 2. target poses into the same square
+        # 2. the reference person's pose, once per reference image, only when something needs it
+        needs = self.model.needs_reference_pose
+        reference_poses = reference_squares = None
+        if align_pose or needs:
+            given, names = self._reference_pose_list(reference_pose, len(references))
+            needed_by = self._needs_text(align_pose)
+            reference_poses = np.stack(
+                [self.prepare_reference_pose(given[j], prepared[j][0], needed_by, name=names[j]) for j in range(len(references))]
+            )
+            reference_squares = [prepared[j][1].keypoints_to_square(reference_poses[j]) for j in range(len(references))]
+
+        # 3. target poses into the same square
         squares = []
         for i, pose in enumerate(poses):
-            squares.append(self.prepare_target(pose, prepared[ref(i)][1], references[ref(i)], reference_pose, align_pose,
+            squares.append(self.prepare_target(pose, prepared[ref(i)][1], reference_squares[ref(i)] if align_pose else None,
                                                "target_pose" if len(poses) == 1 else f"target_pose[{i}]"))
 
-        # 3. one forward pass per batch; one reference for all poses is encoded once (its features do not
-        #    depend on the pose), so each batch runs only the decoder
+        # 4. one forward pass per batch; one reference for all poses is encoded once (its features do not
+        #    depend on the pose), so each batch runs only the decoder. The paper's model is called as it always
+        #    was, without reference keypoints.
+        def reference_kps(idx):  # float32 pixels of the square, like the target keypoints
+            return torch.from_numpy(np.stack([reference_squares[ref(i)][:, :2] for i in idx])).to(device)
+
         shared = self.model.encode(prepared[0][2][None].to(device=device, dtype=dtype)) if len(references) == 1 else None
         images: List[PIL.Image.Image] = []
         starts = range(0, len(poses), batch_size)
@@ -254,21 +331,33 @@ class PGATPipeline(DiffusionPipeline):
             idx = list(range(start, min(len(poses), start + batch_size)))
             kps = torch.from_numpy(np.stack([squares[i][:, :2] for i in idx])).to(device)  # float32: bf16 would round the pixels
             if shared is not None:
-                out = self.model.decode(shared, kps)
+                out = self.model.decode(shared, kps, reference_kps([0])) if needs else self.model.decode(shared, kps)
             else:
                 batch = torch.stack([prepared[ref(i)][2] for i in idx]).to(device=device, dtype=dtype)
-                out = self.model(batch, kps).image
+                out = (self.model(batch, kps, reference_kps(idx)) if needs else self.model(batch, kps)).image
             for i, square in zip(idx, to_pil(out)):
                 images.append(prepared[ref(i)][1].image_from_square(square))
 
-        # 4. back to each reference's pixels and framing
+        # 5. back to each reference's pixels and framing
         target_poses = np.stack(
             [prepared[ref(i)][1].keypoints_from_square(squares[i], strict=False) for i in range(len(poses))]
         )
         images = format_images(images, output_type)
         if not return_dict:
             return images, target_poses
-        return PGATPipelineOutput(images=images, target_poses=target_poses)
+        return PGATPipelineOutput(images=images, target_poses=target_poses, reference_poses=reference_poses)
+
+    @staticmethod
+    def _reference_pose_list(reference_pose, count: int) -> Tuple[list, List[str]]:
+        """``reference_pose`` as one entry (`None`: estimate) per reference image, and the names errors give them:
+        one pose serves every reference; a list must have one per reference image."""
+        if isinstance(reference_pose, (list, tuple)) and not is_keypoint_array(reference_pose):
+            if len(reference_pose) != count:
+                raise ValueError(
+                    f"`reference_pose` must be one pose or a list of one per reference image ({count}), got a list of {len(reference_pose)}"
+                )
+            return list(reference_pose), [f"reference_pose[{j}]" for j in range(count)]
+        return [reference_pose] * count, ["reference_pose"] * count
 
 
 
@@ -307,11 +396,14 @@ DTYPE_HELP = (
 def register_transfer(sub) -> None:
     p = sub.add_parser("transfer", help="render the person of a reference photo in a target pose")
     p.add_argument("reference", metavar="REF", help="the reference photo of the person")
-    p.add_argument("--pose", required=True, metavar="POSE_JSON_OR_IMAGE", help="OpenPose JSON (COCO-18 or BODY_25) or a photo of someone in the pose")
+    p.add_argument("--pose", required=True, metavar="POSE_JSON_OR_IMAGE",
+                   help="OpenPose JSON (COCO-18 or BODY_25), a .json / .npy (18, 2|3) array in REF's pixels, or a photo of someone in the pose")
     p.add_argument("-o", "--out", required=True, help="output image (PNG recommended)")
     p.add_argument("--model", default=None, help="Hub id or local folder of a PGAT repository (default: weights/pgat-synth-256, or $PGAT_MODEL)")
     p.add_argument("--resolution", type=int, default=None, help="stage to load (default: the highest in the repository)")
-    p.add_argument("--reference-pose", default=None, help="OpenPose JSON of the reference person (for --align-pose; default: estimated)")
+    p.add_argument("--reference-pose", default=None, metavar="FILE",
+                   help="the reference person's pose: OpenPose JSON, or a .json / .npy (18, 2|3) array in REF's pixels; used by --align-pose "
+                        "and by models that take the reference's pose (default: estimated from REF when needed)")
     p.add_argument("--align-pose", action="store_true", help="move and scale the target pose onto the reference person")
     p.add_argument("--pose-estimator", choices=["auto", "openpose", "blazepose"], default="auto")
     p.add_argument("--skeleton", action="store_true", help="draw the target skeleton over the result")

@@ -20,6 +20,10 @@ The paper's fig. 9, in steps:
 5. (``restore_pose=True``, the default) the pose-transfer model moves the dressed person back to their own
    pose, and the result is cut back to the person photo's size and framing.
 
+A pose-transfer model that takes the reference person's own pose (``model.needs_reference_pose``, DESIGN.md §1b)
+gets the poses this pipeline already has: each photo's pose (given as ``person_pose`` / ``garment_pose`` or
+estimated) in step 1, and the canonical pose, which the composite is in, in step 5. Nothing more is estimated.
+
 Intermediates (canonical person, canonical garment, warped garment, composite mask) are returned, in the
 model's square, for display (the Space's accordion).
 """
@@ -39,6 +43,7 @@ from diffusers.utils import BaseOutput
 
 from ..models import PGATModel
 from ..models.flow import AppearanceFlowModel, warp
+from ..parts import GARMENT_MARGIN, PART_INDEX, UPPER_BODY_PARTS, composite_grid, part_masks
 from ..pose import Letterbox, visible
 from .pose_transfer import PGATPipeline
 from .utils import format_images, pose_to_square, prepare_reference, resolve_pose, to_pil
@@ -46,14 +51,6 @@ from .utils import format_images, pose_to_square, prepare_reference, resolve_pos
 FLOW_FOLDER = "flow"
 CANONICAL_FRAME = 256  # the canonical pose is stored in pixels of a 256 square
 
-# Body parts that a top covers, as local frames spanned by keypoints, and the box of local coordinates each
-# part owns (``u`` across, ``v`` along). Torso: u = 0 at the right shoulder, 1 at the left; v = 0 on the
-# shoulder line, 1 on the hip line. Limbs: v = 0 at the first joint, 1 at the second; u in body units
-# (neck to mid-hip) across. Boxes are generous: a mask decides what is garment, the box only which part a
-# pixel belongs to.
-TORSO_BOX = ((-0.3, 1.3), (-0.25, 1.35))
-LIMB_BOX = ((-0.2, 0.2), (-0.15, 1.1))
-ARM_LIMBS = ((2, 3), (3, 4), (5, 6), (6, 7))
 
 
 @dataclass
@@ -82,36 +79,9 @@ class PGATTryOnPipelineOutput(BaseOutput):
 # ---------------------------------------------------------------------------------------------
 
 
-def _body_unit(kps: np.ndarray) -> Optional[float]:
-    """Neck (or mid-shoulder) to mid-hip length, the scale of a body."""
-    ok = visible(kps)
-    if not (ok[8] and ok[11]) or not (ok[1] or (ok[2] and ok[5])):
-        return None
-    top = kps[1] if ok[1] else (kps[2] + kps[5]) / 2
-    return float(np.linalg.norm((kps[8] + kps[11]) / 2 - top)) or None
-
-
-def part_frames(keypoints: np.ndarray) -> dict:
-    """Local frames ``(origin, e_u, e_v)`` of the torso and the four arm segments present in ``keypoints``
-    ``(18, 2)``; a pixel at local ``(u, v)`` is ``origin + u e_u + v e_v``."""
-    kps = np.asarray(keypoints, np.float64)[:, :2]
-    ok = visible(kps)
-    frames = {}
-    unit = _body_unit(kps)
-    if unit is None or not (ok[2] and ok[5]):
-        return frames
-    shoulders, hips = (kps[2] + kps[5]) / 2, (kps[8] + kps[11]) / 2
-    frames["torso"] = (kps[2], kps[5] - kps[2], hips - shoulders)
-    for a, b in ARM_LIMBS:
-        if ok[a] and ok[b] and np.linalg.norm(kps[b] - kps[a]) > 1e-3:
-            along = kps[b] - kps[a]
-            across = np.array([-along[1], along[0]]) / np.linalg.norm(along) * unit
-            frames[(a, b)] = (kps[a], across, along)
-    return frames
-
-
 def transfer_mask(mask: torch.Tensor, source_keypoints: np.ndarray, target_keypoints: np.ndarray) -> torch.Tensor:
-    """Carry a garment mask from one pose to another, body part by body part (torso, upper arms, forearms).
+    """Carry a garment mask from one pose to another, body part by body part (torso, upper arms, forearms), with
+    the part transforms and masks of `pgat.parts` (grown by `pgat.parts.GARMENT_MARGIN`).
 
     Args:
         mask (`torch.Tensor`): ``(H, W)`` in [0, 1], in the frame of ``source_keypoints``.
@@ -119,37 +89,22 @@ def transfer_mask(mask: torch.Tensor, source_keypoints: np.ndarray, target_keypo
         target_keypoints (`np.ndarray`): ``(18, 2)`` pixels of the output frame (same size as ``mask``).
 
     Returns:
-        `torch.Tensor`: ``(H, W)``; the maximum over the parts present in both poses. A target pixel of part
-        ``p`` at local ``(u, v)`` takes the (bilinear) mask value at ``(u, v)`` of ``p`` in the source pose.
+        `torch.Tensor`: ``(H, W)``: inside the target pose's upper-body parts that have a transform (every joint
+        present in both poses), the source mask read through the transform of the part there; 0 elsewhere.
     """
     h, w = mask.shape
-    src, dst = part_frames(source_keypoints), part_frames(target_keypoints)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
-    out = torch.zeros(h, w, dtype=mask.dtype)
-    for name, (o, eu, ev) in dst.items():
-        if name not in src:
-            continue
-        # local coordinates of every target pixel: solve [eu ev] (u, v) = p - o
-        m = np.stack([eu, ev], axis=1)
-        if abs(np.linalg.det(m)) < 1e-6:
-            continue
-        inv = torch.from_numpy(np.linalg.inv(m))
-        dx, dy = xs - o[0], ys - o[1]
-        u, v = inv[0, 0] * dx + inv[0, 1] * dy, inv[1, 0] * dx + inv[1, 1] * dy
-        (u0, u1), (v0, v1) = TORSO_BOX if name == "torso" else LIMB_BOX
-        inside = (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
-        so, su, sv = (torch.from_numpy(np.asarray(a, np.float64)) for a in src[name])
-        sx, sy = so[0] + u * su[0] + v * sv[0], so[1] + u * su[1] + v * sv[1]
-        # grid_sample with align_corners=False: pixel centre j sits at (2 j + 1) / W - 1
-        grid = torch.stack([(2 * sx + 1) / w - 1, (2 * sy + 1) / h - 1], dim=-1)[None].float()
-        sampled = F.grid_sample(mask[None, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
-        out = torch.maximum(out, (sampled * inside).to(out.dtype))
-    return out
+    src = torch.as_tensor(np.asarray(source_keypoints, np.float32)[:, :2])[None]
+    dst = torch.as_tensor(np.asarray(target_keypoints, np.float32)[:, :2])[None]
+    grid, masks = composite_grid(src, dst, (h, w), parts=UPPER_BODY_PARTS, margin=GARMENT_MARGIN)
+    sampled = F.grid_sample(mask[None, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
+    return (sampled * masks.amax(1)[0]).to(mask.dtype)
 
 
 def upper_body_region(keypoints: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """``(H, W)`` 0/1: the torso and arm boxes of a pose (where a top can be)."""
-    return (transfer_mask(torch.ones(height, width), keypoints, keypoints) > 0.5).float()
+    """``(H, W)`` 0/1: the torso and arm parts of a pose, grown for loose tops (where a top can be)."""
+    kps = torch.as_tensor(np.asarray(keypoints, np.float32)[:, :2])[None]
+    masks = part_masks(kps, (height, width), margin=GARMENT_MARGIN)[0, [PART_INDEX[p] for p in UPPER_BODY_PARTS]]
+    return (masks.amax(0) > 0.5).float()
 
 
 def load_mask(mask, size: Tuple[int, int], name: str) -> torch.Tensor:
@@ -318,7 +273,12 @@ class PGATTryOnPipeline(PGATPipeline):
         # 4. pose transfer into the canonical pose (dis-occlusion), both photos in one batch
         refs = torch.stack([person_t, garment_t]).to(device=device, dtype=dtype)
         kps = torch.from_numpy(np.stack([canonical, canonical])).to(device)  # float32 pixels, whatever the model dtype
-        canon = self.model(refs, kps).image.float()
+        needs = self.model.needs_reference_pose  # a model beyond the paper also takes each photo's own pose
+        if needs:
+            own = torch.from_numpy(np.stack([person_kps, garment_kps]).astype(np.float32)).to(device)
+            canon = self.model(refs, kps, own).image.float()
+        else:
+            canon = self.model(refs, kps).image.float()
         canonical_person, canonical_garment = canon[:1], canon[1:]
 
         # 5. appearance flow at the flow model's size, applied at ours (the flow is in normalised units)
@@ -343,7 +303,10 @@ class PGATTryOnPipeline(PGATPipeline):
         # 7. back to the person's pose and framing
         if restore_pose:
             back = torch.from_numpy(person_kps[None]).to(device)
-            dressed = self.model(composite.to(dtype), back).image.float()
+            if needs:  # the composite's own pose is the canonical one
+                dressed = self.model(composite.to(dtype), back, torch.from_numpy(canonical[None]).to(device)).image.float()
+            else:
+                dressed = self.model(composite.to(dtype), back).image.float()
             images = [person_box.image_from_square(im) for im in to_pil(dressed)]
         else:
             images = to_pil(composite)
@@ -399,8 +362,11 @@ def register_tryon(sub) -> None:
     p.add_argument("--resolution", type=int, default=None, help="stage to load (default: the highest in the repository)")
     p.add_argument("--garment-mask", default=None, metavar="PNG", help="mask of the garment in GARMENT (white = garment; default: automatic, BlazePose)")
     p.add_argument("--person-mask", default=None, metavar="PNG", help="region the garment covers in PERSON (white; default: automatic, BlazePose)")
-    p.add_argument("--person-pose", default=None, metavar="JSON", help="OpenPose JSON of PERSON (default: estimated)")
-    p.add_argument("--garment-pose", default=None, metavar="JSON", help="OpenPose JSON of GARMENT's wearer (default: estimated)")
+    p.add_argument("--person-pose", default=None, metavar="FILE",
+                   help="PERSON's pose: OpenPose JSON, or a .json / .npy (18, 2|3) array in its pixels (default: estimated); "
+                        "also the reference pose of a pose-transfer model that takes one")
+    p.add_argument("--garment-pose", default=None, metavar="FILE",
+                   help="GARMENT's wearer's pose: OpenPose JSON, or a .json / .npy (18, 2|3) array in its pixels (default: estimated)")
     p.add_argument("--pose-estimator", choices=["auto", "openpose", "blazepose"], default="auto", help="pose estimator for the photos (default: auto)")
     p.add_argument("--save-intermediates", action="store_true", help="also write OUT-canonical-person, -canonical-garment, -warped-garment, -garment-mask")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")

@@ -4,7 +4,8 @@ A pose input resolves to ``(keypoints (18, 3), frame)``: the keypoints in the pi
 that frame's ``(width, height)``, or ``None`` when the keypoints are already in the reference image's
 pixels. Decisions:
 
-- an ``(18, 2|3)`` array (numpy, torch, nested lists) is in the reference image's pixels;
+- an ``(18, 2|3)`` array (numpy, torch, nested lists, a ``.npy`` file, or a ``.json`` file holding a plain
+  list of ``[x, y(, c)]``) is in the reference image's pixels;
 - OpenPose JSON (a dict, or a path ending in ``.json``) is in the reference's pixels unless it records
   another canvas (``canvas_width`` / ``canvas_height``, as ControlNet tools write it);
 - anything else (a PIL image, an ``(H, W, 3)`` array, an image path) is a picture of someone in the
@@ -48,7 +49,8 @@ def resolve_pose(pose, name: str = "target_pose", estimator=None) -> Tuple[np.nd
     """Turn one pose input into ``((18, 3) keypoints, frame)`` (see the module docstring).
 
     Args:
-        pose: an ``(18, 2|3)`` array, OpenPose JSON (dict or ``.json`` path), or an image.
+        pose: an ``(18, 2|3)`` array (or a ``.npy`` file, or a ``.json`` file of a plain list, of one), OpenPose
+            JSON (dict or ``.json`` path), or an image.
         name (`str`): the argument name used in error messages.
         estimator (*optional*): a callable ``image -> (18, 3)`` (a `pgat.pose_estimation.PoseEstimator`);
             needed only for image poses.
@@ -58,9 +60,18 @@ def resolve_pose(pose, name: str = "target_pose", estimator=None) -> Tuple[np.nd
         if kps.shape[1] == 2:
             kps = np.concatenate([kps, visible(kps)[:, None].astype(np.float32)], axis=1)
         return kps, None
+    if isinstance(pose, (str, os.PathLike)) and str(pose).lower().endswith(".npy"):
+        return resolve_pose(_load_npy(pose, name), name, estimator)
     if isinstance(pose, dict) or (isinstance(pose, (str, os.PathLike)) and str(pose).lower().endswith(".json")):
         try:
             data, _ = load_openpose_json(pose)  # read once: the keypoints and the canvas they were drawn on
+        except ValueError as e:
+            raise ValueError(f"`{name}`: {e}") from None
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"`{name}`: {e}") from None
+        if isinstance(data, list):  # a plain [[x, y(, c)], ...] list saved as JSON: the reference image's pixels
+            return resolve_pose(check_keypoints(data, name, allow_confidence=True), name)
+        try:
             kps = read_openpose_json(data)
         except ValueError as e:
             raise ValueError(f"`{name}`: {e}") from None
@@ -75,6 +86,17 @@ def resolve_pose(pose, name: str = "target_pose", estimator=None) -> Tuple[np.nd
     if not visible(kps).any():
         raise ValueError(f"`{name}`: no person found in the {picture.size[0]}x{picture.size[1]} pose image")
     return kps, picture.size
+
+
+def _load_npy(path, name: str) -> np.ndarray:
+    """An ``(18, 2|3)`` keypoint array saved with ``np.save`` (no pickles: they run code on load)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"`{name}` file '{os.fspath(path)}' does not exist") from None
+    except (ValueError, OSError) as e:
+        raise ValueError(f"`{name}` file '{os.fspath(path)}' is not a numeric .npy array: {e}") from None
+    return check_keypoints(arr, name, allow_confidence=True)
 
 
 def pose_to_square(kps: np.ndarray, frame: Frame, reference_box: Letterbox) -> np.ndarray:

@@ -24,6 +24,9 @@ Decisions, written down:
   such frames are logged.
 - The mp4 is yuv420p, which needs even sides: an odd-sized reference is padded by one replicated pixel row
   or column in the file only; ``frames`` keep the reference's exact size.
+- The reference person's pose is resolved once per video (given, or estimated from the reference photo) when
+  retargeting or the model needs it (a model that takes the reference's pose, ``model.needs_reference_pose``,
+  DESIGN.md §1b); the same pose serves both, and every frame.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from ..pose import (
     visible,
 )
 from .pose_transfer import DTYPE_HELP, DTYPES, PGATPipeline
-from .utils import default_batch_size, format_images, load_image, pose_to_square, resolve_pose
+from .utils import default_batch_size, format_images, load_image, pose_to_square
 
 logger = logging.get_logger(__name__)
 
@@ -72,12 +75,16 @@ class PGATVideoPipelineOutput(BaseOutput):
         poses (`np.ndarray`): ``(T, 18, 3)`` the poses the frames were generated from, ``(x, y, confidence)``
             in the reference image's pixels, ``(-1, -1, 0)`` where missing.
         fps (`float`): the frame rate of the sequence and of the video.
+        reference_pose (`np.ndarray` or `None`): ``(18, 3)`` the reference person's pose that was used (for
+            retargeting and/or by the model), in the reference image's pixels; `None` when none was used. Not part
+            of the ``return_dict=False`` tuple, which stays ``(frames, video_path, poses, fps)``.
     """
 
     frames: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
     video_path: Optional[str]
     poses: np.ndarray
     fps: float
+    reference_pose: Optional[np.ndarray] = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,16 +245,13 @@ class PGATVideoPipeline(PGATPipeline):
             if unknown:
                 raise ValueError(f"`smoothing` has unknown keys {sorted(unknown)}; expected some of {sorted(DEFAULT_SMOOTHING)}")
 
-    def _reference_pose(self, reference_pose, picture: PIL.Image.Image) -> np.ndarray:
-        """The reference person's ``(18, 3)`` in the reference image's pixels (given, or estimated)."""
-        source = picture if reference_pose is None else reference_pose
-        kps, frame = resolve_pose(source, "reference_pose", self._estimator())
-        if frame is not None and tuple(frame) != picture.size:
-            box = Letterbox.fit(picture.size[0], picture.size[1], self.resolution)
-            kps = box.keypoints_from_square(pose_to_square(kps, frame, box), strict=False)
-        if not visible(kps).any():
-            raise ValueError("`reference_pose`: no person found in the reference image; pass `reference_pose` or `retarget=False`")
-        return kps
+    def _reference_pose(self, reference_pose, picture: PIL.Image.Image, retarget: bool = True) -> np.ndarray:
+        """The reference person's ``(18, 3)`` in the reference image's pixels (given, or estimated), for retargeting
+        and/or a model that takes it (`PGATPipeline.prepare_reference_pose`)."""
+        reasons = (["`retarget=True`"] if retarget else []) + ([self._needs_text()] if self.model.needs_reference_pose else [])
+        # `retarget=False` is a way out only when the model does not need the pose itself
+        hint = "" if self.model.needs_reference_pose else ", or `retarget=False`"
+        return self.prepare_reference_pose(reference_pose, picture, " and ".join(reasons), hint=hint)
 
     @torch.no_grad()
     def __call__(
@@ -277,7 +281,8 @@ class PGATVideoPipeline(PGATPipeline):
                 at it. Defaults to the driving video's rate, else 30.
             output_path (`str`, *optional*): where to write the ``.mp4``; no file when omitted.
             reference_pose (*optional*): the reference person's pose (array in its pixels, OpenPose JSON or an
-                image); estimated from ``reference_image`` when retargeting needs it and it is not given.
+                image); estimated from ``reference_image``, once, when retargeting or the model
+                (``model.needs_reference_pose``) needs it and it is not given.
             retarget (`bool`, *optional*, defaults to `True`): give the driving skeleton the reference's bone
                 lengths and place (`pgat.pose.retarget`).
             smooth (`bool`, *optional*, defaults to `True`): One-Euro smoothing of the keypoints over time.
@@ -322,8 +327,10 @@ class PGATVideoPipeline(PGATPipeline):
 
         # 3. into the reference image's pixels: retargeted onto its body, or mapped from the driving frame
         width, height = picture.size
+        needs = self.model.needs_reference_pose
+        reference_kps = self._reference_pose(reference_pose, picture, retarget) if (retarget or needs) else None
         if retarget:
-            poses = retarget_poses(poses, self._reference_pose(reference_pose, picture))
+            poses = retarget_poses(poses, reference_kps)
         elif frame is not None and tuple(frame) != (width, height):
             box = Letterbox.fit(width, height, self.resolution)
             poses = np.stack([box.keypoints_from_square(pose_to_square(p, frame, box), strict=False) for p in poses])
@@ -336,15 +343,17 @@ class PGATVideoPipeline(PGATPipeline):
             logger.warning(f"{empty} of {len(poses)} frames have no keypoint left; they are generated from an empty pose")
 
         # 4. generate: one PGATPipeline call, which encodes the reference once and decodes the poses in batches
-        #    (its progress bar counts the batches)
-        frames: List[PIL.Image.Image] = super().__call__(picture, list(poses), batch_size=batch_size, output_type="pil").images
+        #    (its progress bar counts the batches); a model that takes the reference's pose gets the one resolved above
+        frames: List[PIL.Image.Image] = super().__call__(
+            picture, list(poses), reference_pose=reference_kps if needs else None, batch_size=batch_size, output_type="pil"
+        ).images
 
         # 5. the video file
         video_path = write_video(frames, output_path, rate) if output_path is not None else None
         frames = format_images(frames, output_type)
         if not return_dict:
             return frames, video_path, poses, rate
-        return PGATVideoPipelineOutput(frames=frames, video_path=video_path, poses=poses, fps=rate)
+        return PGATVideoPipelineOutput(frames=frames, video_path=video_path, poses=poses, fps=rate, reference_pose=reference_kps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +392,9 @@ def register_video(sub) -> None:
     p.add_argument("--model", default=None, help="Hub id or local folder of a PGAT repository (default: weights/pgat-synth-256 when present)")
     p.add_argument("--resolution", type=int, default=None, help="stage to load (default: the highest in the repository)")
     p.add_argument("--fps", type=float, default=None, help="frames per second (default: the driving video's, else 30)")
-    p.add_argument("--reference-pose", default=None, help="OpenPose JSON of the reference person (default: estimated from REF)")
+    p.add_argument("--reference-pose", default=None, metavar="FILE",
+                   help="the reference person's pose: OpenPose JSON, or a .json / .npy (18, 2|3) array in REF's pixels; used for retargeting "
+                        "and by models that take the reference's pose (default: estimated from REF when needed)")
     p.add_argument("--pose-estimator", choices=["auto", "openpose", "blazepose"], default="auto", help="pose estimator for videos and REF (default: auto)")
     p.add_argument("--no-retarget", action="store_true", help="use the driving poses as they are, without the reference's bone lengths and place")
     p.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing of the keypoints over time")
