@@ -151,6 +151,19 @@ def train_table(train: Dict) -> str:
     return "\n".join(rows)
 
 
+def pose_aware_table(result: Dict) -> str:
+    """The pose-aware options' cost over the paper's network (``pose_aware.py``), one result file."""
+    rows = [f"Width {result['runs'][0]['bottleneck_channels']}; {machine_line(result['machine'])}.", ""]
+    rows += _header("stage", "paper (ms)", "pose-aware (ms)", "time ×", "counted FLOPs ×", "warp (ms)", "warp share of the pose-aware forward", "load")
+    for r in result["runs"]:
+        rows.append(
+            f"| {r['resolution']}² | {_ms(r['paper']['seconds_median'])} | {_ms(r['pose_aware']['seconds_median'])} | "
+            f"{r['pose_aware_over_paper_time']:.2f} | {r['pose_aware_over_paper_flops']:.2f} | {_ms(r['warp']['seconds_median'])} | "
+            f"{r['warp_share_of_pose_aware_forward']:.1%} | {r['load_average'][0]:.1f} |"
+        )
+    return "\n".join(rows)
+
+
 def plot(costs: List[Dict], path: Path) -> None:
     import matplotlib
 
@@ -224,6 +237,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         data = _load(loader)
         if data:
             md = fill(md, name, table(data))
+    pose_aware = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("pose-aware-*.json"))]
+    if pose_aware:
+        md = fill(md, "pose-aware", "\n\n".join(pose_aware_table(r) for r in pose_aware))
     Path(args.markdown).write_text(md)
     print(f"wrote {args.markdown}")
     if costs:

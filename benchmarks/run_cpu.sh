@@ -19,4 +19,6 @@ $PY profile_forward.py --unfused --out $R/profile-cpu.json
 $PY video.py --batch-sizes 1 8 --out $R/video-cpu.json
 $PY fast_path.py --resolutions 128 256 512 1024 --poses 4 --out $R/fast-path-cpu.json
 $PY train_step.py --out $R/train-step-cpu.json
+$PY pose_aware.py --out $R/pose-aware-cpu.json
+$PY pose_aware.py --bottleneck-channels 128 --resolutions 64 128 256 512 --out $R/pose-aware-embedded-cpu.json
 $PY report.py

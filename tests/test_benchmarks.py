@@ -118,3 +118,18 @@ def test_checked_in_results_describe_the_models_they_name():
             flops = model_cost.count(run["resolution"], cost["bottleneck_channels"], run["batch"])["forward_gflops"]
             assert run["forward_gflops"] == pytest.approx(flops)
             assert run["gflops_per_second_best"] == pytest.approx(flops / run["seconds_best"])
+
+
+def test_pose_aware_benchmark_times_both_networks_and_the_warp(monkeypatch):
+    import pose_aware
+
+    # the peak's large convolutions are model_cost's, tested above; here a fixed one keeps the test short
+    monkeypatch.setattr(pose_aware, "measure_peak", lambda: {"gflops_per_second": 100.0})
+    run = pose_aware.run_stage(64, 16, repeats=1, options=pose_aware.POSE_AWARE)
+    assert run["peak_gflops_per_second"] == 100.0
+    assert run["paper"]["forward_gflops"] == pytest.approx(conv_flops(64, 16), rel=1e-6)
+    # the options add decoder input channels: more FLOPs, and the warp's time is a part of the forward's
+    assert run["pose_aware"]["forward_gflops"] > run["paper"]["forward_gflops"]
+    assert 0 < run["warp"]["seconds_median"] and 0 < run["warp_share_of_pose_aware_forward"]
+    ref, tgt = pose_aware.poses(64)
+    assert ref.shape == tgt.shape == (1, 18, 2) and (ref >= 0).all() and (tgt >= 0).all() and (tgt < 64).all()

@@ -196,6 +196,15 @@ def _pixel_centres(size: Tuple[int, int], image_size: Tuple[int, int], device) -
     return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)
 
 
+def _pixel_axes(size: Tuple[int, int], image_size: Tuple[int, int], device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The pixel centres of `_pixel_centres` as a ``(1, w)`` row of x and an ``(h, 1)`` column of y."""
+    h, w = size
+    ih, iw = image_size
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * (iw / w) - 0.5
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * (ih / h) - 0.5
+    return xs[None], ys[:, None]
+
+
 def _sizes(size, image_size) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     size = (size, size) if isinstance(size, int) else tuple(size)
     image_size = size if image_size is None else ((image_size, image_size) if isinstance(image_size, int) else tuple(image_size))
@@ -231,7 +240,6 @@ def part_masks(
     device = kps.device
     ok = _visible(kps)
     unit = body_unit(kps).clamp_min(1.0)[:, None, None, None]  # (B, 1, 1, 1)
-    p = _pixel_centres((h, w), image_size, device)  # (h, w, 2)
     radius, extent = _RADIUS.to(device), _EXTENT.to(device)
     b = kps.shape[0]
 
@@ -248,11 +256,15 @@ def part_masks(
 
     d = e - a
     start = a + extent[:, 0, None] * d
-    stop = a + extent[:, 1, None] * d
-    seg = (stop - start)[:, :, None, None]  # (B, P, 1, 1, 2)
-    rel = p - start[:, :, None, None]  # (B, P, h, w, 2)
-    frac = ((rel * seg).sum(-1) / (seg * seg).sum(-1).clamp_min(_EPS)).clamp(0, 1)
-    dist = (rel - frac[..., None] * seg).norm(dim=-1)  # distance to the segment: a capsule
+    seg = (extent[:, 1, None] - extent[:, 0, None]) * d  # (B, P, 2)
+    # separable in x and y: (B, P, 1, w) and (B, P, h, 1) pieces, full (B, P, h, w) maps only where they combine
+    xs, ys = _pixel_axes((h, w), image_size, device)
+    rx = xs - start[..., 0, None, None]  # (B, P, 1, w)
+    ry = ys - start[..., 1, None, None]  # (B, P, h, 1)
+    sx, sy = seg[..., 0, None, None], seg[..., 1, None, None]
+    length2 = (sx * sx + sy * sy).clamp_min(_EPS)
+    frac = ((rx * sx + ry * sy) / length2).clamp(0, 1)
+    dist = ((rx - frac * sx) ** 2 + (ry - frac * sy) ** 2).sqrt()  # distance to the segment: a capsule
 
     half = radius[None, :, None, None] * unit
     # the torso: as wide as its shoulders and hips across its axis (at least 0.26 units, a side view), plus the radius
@@ -261,11 +273,10 @@ def part_masks(
     width = torch.maximum(((t[:, 1] - t[:, 0]) * across).sum(-1).abs(), ((t[:, 3] - t[:, 2]) * across).sum(-1).abs()) / 2
     torso_half = torch.maximum(width, 0.13 * unit.flatten()) + PARTS[TORSO].radius * unit.flatten()
     # a box along the axis: the distance across it beyond the half-width, or along it beyond the ends
-    rel_t = rel[:, TORSO]
-    off_axis = (rel_t * across[:, None, None]).sum(-1).abs() - torso_half[:, None, None]
-    axis = seg[:, TORSO]  # (B, 1, 1, 2)
-    length = axis.norm(dim=-1)
-    along = (rel_t * axis).sum(-1) / length.clamp_min(_EPS)
+    tx, ty = rx[:, TORSO], ry[:, TORSO]  # (B, 1, w), (B, h, 1)
+    off_axis = (tx * across[:, 0, None, None] + ty * across[:, 1, None, None]).abs() - torso_half[:, None, None]
+    length = length2[:, TORSO].sqrt()
+    along = (tx * sx[:, TORSO] + ty * sy[:, TORSO]) / length
     beyond = torch.maximum(-along, along - length)
     dist = dist - half
     dist[:, TORSO] = torch.maximum(off_axis, beyond)
@@ -314,13 +325,14 @@ def composite_grid(
         keep[[PART_INDEX[p] for p in parts]] = True
         valid = valid & keep
     masks = part_masks(tgt, (h, w), (ih, iw), margin=margin) * valid[:, :, None, None]
-    best = masks.argmax(1)  # (B, h, w)
+    # the part of largest mask at every pixel (argmax over a non-contiguous dim is slow: one max, both results)
+    coverage, best = masks.max(1)  # (B, h, w)
     # identity where nothing covers, so that a pixel outside every part reads itself
-    covered = masks.amax(1) > 0
-    chosen = theta.flatten(2).gather(1, best.flatten(1)[..., None].expand(-1, -1, 6)).view(-1, h, w, 2, 3)
-    p = _pixel_centres((h, w), (ih, iw), tgt.device)
-    q = (chosen[..., :2] @ p[None, ..., None]).squeeze(-1) + chosen[..., 2]
-    q = torch.where(covered[..., None], q, p.expand_as(q))
+    theta = torch.where((coverage > 0).flatten(1)[:, :, None], theta.flatten(2).gather(1, best.flatten(1)[..., None].expand(-1, -1, 6)),
+                        torch.eye(2, 3, device=tgt.device).flatten())
+    m = theta.view(-1, h, w, 6).unbind(-1)  # a b tx / c d ty, per pixel
+    xs, ys = _pixel_axes((h, w), (ih, iw), tgt.device)
+    q = torch.stack([m[0] * xs + m[1] * ys + m[2], m[3] * xs + m[4] * ys + m[5]], -1)  # (B, h, w, 2)
     # grid_sample, align_corners=False: image pixel centre x sits at (2 x + 1) / W - 1
     scale = torch.tensor([iw, ih], device=tgt.device, dtype=torch.float32)
     return (2 * q + 1) / scale - 1, masks
