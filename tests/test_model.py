@@ -259,3 +259,30 @@ def test_pose_aware_encode_once_decode_many_grow_and_bf16():
     with torch.no_grad():
         full = model.float()(reference, target, ref_kps).image
     assert (half.float() - full).abs().mean() < 0.05
+
+
+def test_warp_residual_starts_from_the_part_warp_and_learns_on_top_of_it():
+    from pgat.parts import warp_image
+
+    model = PGATModel(resolution=64, **TINY, **POSE_AWARE, warp_residual=True)
+    assert model.needs_reference_pose and not model.to_rgb.weight.any()
+    reference, target, ref_kps = _person(64)
+    features = model.eval().encode(reference)
+    assert sorted(features) == [0, 32, 64] and features[0] is reference  # the picture itself, for the warp
+    with torch.no_grad():
+        untrained = model.decode(features, target, ref_kps)
+    # an untrained network returns the training-free baseline
+    torch.testing.assert_close(untrained, warp_image(reference, ref_kps, target).clamp(-0.999, 0.999), atol=1e-5, rtol=0)
+    model.train()
+    (model(reference, target, ref_kps).image - reference).abs().mean().backward()
+    assert model.to_rgb.weight.grad.abs().sum() > 0  # the correction learns from the first step
+    with torch.no_grad():
+        model.to_rgb.weight.normal_(0, 0.1)
+        moved = model.eval()(reference, target, ref_kps).image
+    assert (moved - untrained).abs().max() > 1e-3
+    grown = model.grow()
+    assert grown.config.warp_residual and not grown.to_rgb.weight.any()  # each new level starts at the warp again
+    with pytest.raises(ValueError, match=r"keyed by \[0, 32, 64\]"):
+        model.decode({k: v for k, v in features.items() if k}, target, ref_kps)
+    with pytest.raises(ValueError, match="warp_residual=True, so it needs `reference_keypoints`"):
+        PGATModel(resolution=64, **TINY, warp_residual=True)(reference, target)

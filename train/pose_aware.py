@@ -10,6 +10,7 @@ Each variant is one ``train/progressive.py`` run of the same preset, differing o
 | Pose maps         | yes                              | yes                      | no                          |
 | Warped skips      | yes                              | yes                      | yes, beside the unwarped    |
 | Warped (replace)  | yes                              | yes                      | yes, instead of the unwarped |
+| Warped + residual | yes                              | yes                      | yes, beside the unwarped; the output added to the part-warped reference (`warp_residual`) |
 
 The preset stops every run when its training steps have used the same CPU time (``--max_cpu_minutes``); the runs
 go ``--jobs`` at a time with one thread each, so each has one core's worth of time whatever the others do. The
@@ -39,12 +40,13 @@ VARIANTS: Dict[str, List[str]] = {
     "Pose maps": ["--reference_pose", "--pose_every_scale"],
     "Warped skips": ["--reference_pose", "--pose_every_scale", "--warp_skips"],
     "Warped (replace)": ["--reference_pose", "--pose_every_scale", "--warp_skips", "--no_warp_keep_unwarped"],
+    "Warped + residual": ["--reference_pose", "--pose_every_scale", "--warp_skips", "--warp_residual"],
 }
 NOTES_MARKER = "<!-- findings: kept when the report is regenerated -->"
 
 
 def slug(name: str) -> str:
-    return {"Paper": "paper", "Pose maps": "pose-maps", "Warped skips": "warp", "Warped (replace)": "warp-replace"}[name]
+    return {"Paper": "paper", "Pose maps": "pose-maps", "Warped skips": "warp", "Warped (replace)": "warp-replace", "Warped + residual": "warp-residual"}[name]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

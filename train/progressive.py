@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warp_skips", action="store_true", help="warp the bottleneck and every skip per body part to the target pose (not in the paper; PGATModel option)")
     g.add_argument("--no_warp_keep_unwarped", action="store_true", help="with --warp_skips, give the decoder only the warped features, not the unwarped ones beside them")
     g.add_argument("--pose_every_scale", action="store_true", help="the target pose maps at every decoder resolution (not in the paper; PGATModel option)")
+    g.add_argument("--warp_residual", action="store_true", help="the output is the part-warped reference plus a learned correction (not in the paper; PGATModel option)")
     g.add_argument(
         "--max_cpu_minutes", type=float, default=None,
         help="stop when the training steps have used this much CPU time (all threads of this process; validation and "
@@ -163,6 +164,7 @@ def model_options(args) -> Dict[str, bool]:
         "warp_skips": args.warp_skips,
         "warp_keep_unwarped": not args.no_warp_keep_unwarped,
         "pose_every_scale": args.pose_every_scale,
+        "warp_residual": args.warp_residual,
     }
 
 

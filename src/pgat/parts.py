@@ -394,6 +394,9 @@ def warp_image(
         got = tuple(reference.shape) if isinstance(reference, torch.Tensor) else type(reference).__name__
         raise ValueError(f"`reference` must be a (B, C, H, W) tensor in [-1, 1], got {got}")
     size = tuple(reference.shape[-2:])
+    n = reference_keypoints.shape[0] if isinstance(reference_keypoints, torch.Tensor) else 1
+    if reference.shape[0] == 1 and n > 1:  # one picture with its pose given once per target
+        reference = reference.expand(n, *reference.shape[1:])
     warped, masks = warp(reference, reference_keypoints, target_keypoints, size)
     coverage = masks.amax(1, keepdim=True)
     person = part_masks(reference_keypoints.float(), size).amax(1, keepdim=True) > 0.05

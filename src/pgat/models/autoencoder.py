@@ -32,10 +32,14 @@ with all of them off the network, its state-dict keys and its outputs are exactl
   (`pgat.parts.warp`, the affine part transforms of Deformable GANs) before the decoder sees them, with the ten
   target part masks as extra channels. ``warp_keep_unwarped`` also keeps the unwarped features beside the warped
   ones, for what no part covers (background, hair, a skirt) and for the decoder to choose;
-- ``pose_every_scale``: the target pose maps at every decoder resolution, not only at the bottleneck.
+- ``pose_every_scale``: the target pose maps at every decoder resolution, not only at the bottleneck;
+- ``warp_residual``: the output is the part-warped reference image (`pgat.parts.warp_image`, the training-free
+  baseline) plus what the network learns to add, in tanh's pre-activation; ``to_rgb`` starts at zero, so an
+  untrained network returns the warp and training starts from it instead of from a grey image.
 
 They add input channels to the decoder blocks' first convolutions and no modules, so block names stay the same.
-Models with ``reference_pose`` or ``warp_skips`` need the reference's keypoints (`needs_reference_pose`).
+Models with ``reference_pose``, ``warp_skips`` or ``warp_residual`` need the reference's keypoints
+(`needs_reference_pose`).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
 from ..cpu_memory import reuse_freed_memory
-from ..parts import NUM_PARTS, warp as warp_parts
+from ..parts import NUM_PARTS, warp as warp_parts, warp_image
 from ..pose import NUM_KEYPOINTS, heatmaps
 from ..stages import RESOLUTIONS, channels_at, check_resolution
 
@@ -122,6 +126,8 @@ class PGATModel(ModelMixin, ConfigMixin):
             beside the warped ones; ignored otherwise.
         pose_every_scale (`bool`, *optional*, defaults to `False`): concatenate the target pose maps at every decoder
             resolution (not in the paper).
+        warp_residual (`bool`, *optional*, defaults to `False`): add the output to the part-warped reference image
+            instead of making it from nothing (not in the paper).
 
     The defaults build the paper's model; tests and CPU demos use the same class with a small
     ``bottleneck_channels``.
@@ -145,10 +151,12 @@ class PGATModel(ModelMixin, ConfigMixin):
         warp_skips: bool = False,
         warp_keep_unwarped: bool = True,
         pose_every_scale: bool = False,
+        warp_residual: bool = False,
     ):
         super().__init__()
         for name, value in (("reference_pose", reference_pose), ("warp_skips", warp_skips),
-                            ("warp_keep_unwarped", warp_keep_unwarped), ("pose_every_scale", pose_every_scale)):
+                            ("warp_keep_unwarped", warp_keep_unwarped), ("pose_every_scale", pose_every_scale),
+                            ("warp_residual", warp_residual)):
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False, got {value!r}")
         check_resolution(resolution)
@@ -171,6 +179,8 @@ class PGATModel(ModelMixin, ConfigMixin):
             self.decoder[f"b{s}"] = ConvBlock(ch(s // 2) + self._skip_channels(s) + num_keypoints * pose_every_scale, ch(s), negative_slope)
         self.to_rgb = nn.Conv2d(ch(resolution), out_channels, 1)
         self.apply(_he_init)
+        if warp_residual:  # an untrained network adds nothing to the warp (and each grown to_rgb starts there again)
+            nn.init.zeros_(self.to_rgb.weight)
         self._fused = False
         self._channels_last = False  # set by fuse(): features run in channels-last memory format
 
@@ -206,7 +216,7 @@ class PGATModel(ModelMixin, ConfigMixin):
     @property
     def needs_reference_pose(self) -> bool:
         """Whether `forward` / `decode` need ``reference_keypoints`` (``reference_pose`` or ``warp_skips``)."""
-        return bool(self.config.reference_pose or self.config.warp_skips)
+        return bool(self.config.reference_pose or self.config.warp_skips or self.config.warp_residual)
 
     @property
     def pose_sigma(self) -> float:
@@ -257,7 +267,7 @@ class PGATModel(ModelMixin, ConfigMixin):
         if not self.needs_reference_pose:
             return  # the paper's network does not look at the reference's pose: accepted and unused
         if reference_keypoints is None:
-            on = [n for n in ("reference_pose", "warp_skips") if self.config[n]]
+            on = [n for n in ("reference_pose", "warp_skips", "warp_residual") if self.config[n]]
             raise ValueError(
                 f"this PGATModel is configured with {' and '.join(f'{n}=True' for n in on)}, so it needs "
                 f"`reference_keypoints`, the reference person's (B, {self.config.num_keypoints}, 2) pose in pixels of "
@@ -299,15 +309,16 @@ class PGATModel(ModelMixin, ConfigMixin):
 
         Returns:
             `Dict[int, torch.Tensor]`: each encoder block's output keyed by its side: the skips, and the
-            bottleneck at ``bottleneck_size``. `decode` turns them into images for any number of poses, so one
-            reference shown in many poses (a video) is encoded once.
+            bottleneck at ``bottleneck_size``; with ``warp_residual`` also the reference image itself under key 0.
+            `decode` turns them into images for any number of poses, so one reference shown in many poses (a video)
+            is encoded once.
         """
         self._check_reference(reference)
         sizes = self._sizes()
         if self._channels_last:
             reference = reference.contiguous(memory_format=torch.channels_last)
         x = self.from_rgb(reference)
-        features = {}
+        features = {0: reference} if self.config.warp_residual else {}
         for s in reversed(sizes):
             x = self.encoder[f"b{s}"](x)
             features[s] = x
@@ -330,9 +341,10 @@ class PGATModel(ModelMixin, ConfigMixin):
             `torch.Tensor`: ``(B, 3, R, R)`` images in [-1, 1].
         """
         sizes = self._sizes()
-        if not isinstance(features, dict) or sorted(features) != sizes:
+        keys = [0, *sizes] if self.config.warp_residual else sizes
+        if not isinstance(features, dict) or sorted(features) != keys:
             got = sorted(features) if isinstance(features, dict) else type(features).__name__
-            raise ValueError(f"`features` must be this model's encode() output, keyed by {sizes}; got {got}")
+            raise ValueError(f"`features` must be this model's encode() output, keyed by {keys}; got {got}")
         self._check_keypoints(target_keypoints, None)
         b = target_keypoints.shape[0]
         fb = features[sizes[0]].shape[0]
@@ -366,7 +378,12 @@ class PGATModel(ModelMixin, ConfigMixin):
             x = F.interpolate(x, scale_factor=2, mode="nearest")
             extra = [self.pose_maps(tgt, s).to(dtype)] if c.pose_every_scale else []
             x = self.decoder[f"b{s}"](self._join(x, *skip(s), *extra))
-        return torch.tanh(self.to_rgb(x)).contiguous()  # 3 channels: the usual layout costs nothing
+        out = self.to_rgb(x)
+        if c.warp_residual:
+            # 3. §1b: on top of the reference moved part by part, in tanh's pre-activation (float32: atanh near ±1)
+            base = warp_image(features[0].float().contiguous(), ref, tgt).clamp(-0.999, 0.999)
+            return torch.tanh(out.float() + torch.atanh(base)).to(out.dtype).contiguous()
+        return torch.tanh(out).contiguous()  # 3 channels: the usual layout costs nothing
 
     def _join(self, *parts: torch.Tensor) -> torch.Tensor:
         """``torch.cat(parts, dim=1)`` in the model's memory format. Left to itself, ``cat`` of a reference's skip
