@@ -70,6 +70,15 @@ def slug(name: str) -> str:
     return name.lower().replace("+", "-")
 
 
+def parse_variants(text: str, known) -> List[str]:
+    """``--variants``, comma-separated, as a list of names of ``known``; an unknown name is an error."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"`--variants` must name some of {list(known)}, got unknown {unknown}")
+    return names
+
+
 def train_variant(name: str, args) -> Path:
     out = Path(args.output_dir) / slug(name)
     if (out / "README.md").exists():  # the card is written last; model_index.json already exists after a level
@@ -171,10 +180,7 @@ def report(records: Dict[str, Dict], strip: str, args) -> str:
 
 
 def main(args) -> None:
-    names = [n.strip() for n in args.variants.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise ValueError(f"`--variants` must name some of {list(VARIANTS)}, got unknown {unknown}")
+    names = parse_variants(args.variants, VARIANTS)
     repos = {name: train_variant(name, args) for name in names}
     records = {name: evaluate_variant(name, repo, args) for name, repo in repos.items()}
     report_path = Path(args.report)

@@ -33,7 +33,7 @@ from typing import Dict, List
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from ablation import sample_strip  # noqa: E402  (the same strip: reference | pose | part-warp | networks | truth)
+from ablation import parse_variants, sample_strip  # noqa: E402  (the same strip: reference | pose | part-warp | networks | truth)
 
 VARIANTS: Dict[str, List[str]] = {
     "Paper": [],
@@ -179,10 +179,7 @@ def report(records: Dict[str, Dict], strip: str, curve_png: str, args) -> str:
 
 
 def main(args) -> None:
-    names = [n.strip() for n in args.variants.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise ValueError(f"`--variants` must name some of {list(VARIANTS)}, got unknown {unknown}")
+    names = parse_variants(args.variants, VARIANTS)
     repos = train_variants(names, args)
     records = {name: evaluate_variant(name, repo, args) for name, repo in repos.items()}
     report_path = Path(args.report)

@@ -168,6 +168,11 @@ def model_options(args) -> Dict[str, bool]:
     }
 
 
+def out_of_cpu_time(args, cpu_seconds: float) -> bool:
+    """Whether the training steps have used the ``--max_cpu_minutes`` budget (never, without one)."""
+    return args.max_cpu_minutes is not None and cpu_seconds >= 60 * args.max_cpu_minutes
+
+
 def level_losses(args, stage_index: int, num_stages: int) -> Dict[str, bool]:
     """Which terms a level trains with (§3.2): local perceptual loss at every level, replaced by the local
     discriminators at the last level of the schedule."""
@@ -405,7 +410,7 @@ def main(args: argparse.Namespace) -> Path:
         t0 = last = time.perf_counter()
         out_of_time = False
         for batch in loader:
-            if args.max_cpu_minutes is not None and state["train_cpu_seconds"] >= 60 * args.max_cpu_minutes:
+            if out_of_cpu_time(args, state["train_cpu_seconds"]):
                 out_of_time = True
                 break
             cpu0 = time.process_time()
@@ -461,7 +466,7 @@ def main(args: argparse.Namespace) -> Path:
                 with open(out / "train_log.jsonl", "a") as f:
                     f.write(json.dumps({"step": state["global_step"], **scalars}) + "\n")
 
-            end_of_stage = step_in_stage == steps or (args.max_cpu_minutes is not None and cpu >= 60 * args.max_cpu_minutes)
+            end_of_stage = step_in_stage == steps or out_of_cpu_time(args, cpu)
             if accelerator.is_main_process and (end_of_stage or (args.sample_steps and step_in_stage % args.sample_steps == 0)):
                 (out / "samples").mkdir(exist_ok=True)
                 sample_grid(accelerator.unwrap_model(model), {k: v[:4] for k, v in val_batch.items()}).save(
@@ -483,7 +488,7 @@ def main(args: argparse.Namespace) -> Path:
             with open(out / "timings.jsonl", "a") as f:
                 f.write(json.dumps({"resolution": res, "steps": step_in_stage - start, "seconds": seconds,
                                     "cpu_seconds_total": state["train_cpu_seconds"], "num_processes": accelerator.num_processes}) + "\n")
-        out_of_time = out_of_time or (args.max_cpu_minutes is not None and state["train_cpu_seconds"] >= 60 * args.max_cpu_minutes)
+        out_of_time = out_of_time or out_of_cpu_time(args, state["train_cpu_seconds"])
         # a checkpoint at the stage boundary: resuming from it starts the next level
         state = {**state, "stage_index": stage_index + 1, "step_in_stage": 0}
         if stage_index + 1 < len(schedule) and args.checkpointing_steps and not out_of_time:

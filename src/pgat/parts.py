@@ -187,17 +187,9 @@ def body_unit(keypoints: torch.Tensor) -> torch.Tensor:
     return torch.where(hips_ok, torch.maximum(torso, 0.75 * from_limbs), from_limbs)
 
 
-def _pixel_centres(size: Tuple[int, int], image_size: Tuple[int, int], device) -> torch.Tensor:
-    """``(h, w, 2)`` image coordinates ``(x, y)`` of the pixel centres of an ``h x w`` map over an ``H x W`` image."""
-    h, w = size
-    ih, iw = image_size
-    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * (ih / h) - 0.5
-    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * (iw / w) - 0.5
-    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)
-
-
 def _pixel_axes(size: Tuple[int, int], image_size: Tuple[int, int], device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The pixel centres of `_pixel_centres` as a ``(1, w)`` row of x and an ``(h, 1)`` column of y."""
+    """Image coordinates of the pixel centres of an ``h x w`` map over an ``H x W`` image: a ``(1, w)`` row of x and
+    an ``(h, 1)`` column of y."""
     h, w = size
     ih, iw = image_size
     xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * (iw / w) - 0.5
