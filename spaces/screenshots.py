@@ -42,6 +42,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_server(proc: subprocess.Popen, url: str, timeout: float, log: Path) -> None:
+    """Return once ``url`` answers 200; a RuntimeError with the end of ``log`` if ``proc`` exits or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Space exited with code {proc.returncode} before serving:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the Space did not answer at {url} within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def serve(model: Optional[str] = None, env: Optional[Dict[str, str]] = None, timeout: float = 300.0, log: Optional[Path] = None) -> Iterator[str]:
     """Run ``python spaces/app.py`` on 127.0.0.1 and a free port; yield its URL; stop it on exit.
@@ -65,19 +82,7 @@ def serve(model: Optional[str] = None, env: Optional[Dict[str, str]] = None, tim
         proc = subprocess.Popen([sys.executable, str(HERE / "app.py")], env=environ, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=tempfile.gettempdir())
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the Space exited with code {proc.returncode} before serving:\n{log.read_text()[-4000:]}")
-                try:
-                    with urllib.request.urlopen(url, timeout=5) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the Space did not answer at {url} within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
-                time.sleep(0.5)
+            wait_for_server(proc, url, timeout, log)
             yield url
         finally:
             proc.terminate()

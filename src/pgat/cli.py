@@ -36,8 +36,9 @@ from .video_dataset import register_prepare_video  # noqa: E402
 from .pipelines.video import register_video  # noqa: E402
 from .pipelines.tryon import register_tryon  # noqa: E402
 from .serving import register_serve  # noqa: E402
+from .export_space import register_export_space  # noqa: E402
 
-COMMANDS = [register_stages, register_transfer, register_synth, register_prepare_video, register_evaluate, register_video, register_tryon, register_serve]
+COMMANDS = [register_stages, register_transfer, register_synth, register_prepare_video, register_evaluate, register_video, register_tryon, register_serve, register_export_space]
 
 
 def build_parser() -> argparse.ArgumentParser:
