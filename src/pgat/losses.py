@@ -27,6 +27,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .descriptors import crop_regions, descriptor_points
 from .pose import NUM_KEYPOINTS
@@ -246,6 +247,10 @@ class VGGFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
         x = self.normalize(images)
+        if self.features[0].weight.is_contiguous(memory_format=torch.channels_last):
+            # `.to(memory_format=torch.channels_last)` was called on the loss: feed it NHWC too, else every
+            # convolution converts back and forth (the activations stay NHWC from here on)
+            x = x.contiguous(memory_format=torch.channels_last)
         out = []
         for i, layer in enumerate(self.features):
             x = layer(x)
@@ -260,8 +265,8 @@ class VGGFeatures(nn.Module):
 
 
 def _criterion_per_sample(a: torch.Tensor, b: torch.Tensor, criterion: str) -> torch.Tensor:
-    """Mean over all but the first dim of |a - b|^2 (L2) or |a - b| (L1)."""
-    d = a - b
+    """Mean over all but the first dim of |a - b|^2 (L2) or |a - b| (L1), in fp32 (also for bf16 features)."""
+    d = a.float() - b.float()
     d = d.square() if criterion == "l2" else d.abs()
     return d.flatten(1).mean(1)
 
@@ -279,6 +284,13 @@ class PerceptualLoss(nn.Module):
         criterion (`str`, *optional*, defaults to `"l2"`): default criterion, `"l2"` or `"l1"`.
         weights_path (`str` or `os.PathLike`, *optional*): local weight file for the chosen network.
         layer_weights (`Sequence[float]`, *optional*): one weight per layer; the paper's plain sum when omitted.
+        max_resolution (`int`, *optional*): compare images larger than this on a pair downscaled to this side
+            (antialiased bilinear), a cheaper global term (not in the paper: ``(R / max_resolution)²`` times
+            fewer VGG FLOPs). The local term (`LocalPerceptualLoss`, which calls `distance`) keeps the full
+            resolution, so the fine detail stays seen where the descriptors are. ``None``: the paper's term.
+
+    Precision and layout follow the caller: under ``torch.autocast(..., dtype=torch.bfloat16)`` the VGG runs in
+    bf16 (the criterion is always reduced in fp32); after ``.to(memory_format=torch.channels_last)`` it runs NHWC.
     """
 
     def __init__(
@@ -287,9 +299,13 @@ class PerceptualLoss(nn.Module):
         criterion: str = "l2",
         weights_path: Optional[Union[str, os.PathLike]] = None,
         layer_weights: Optional[Sequence[float]] = None,
+        max_resolution: Optional[int] = None,
     ):
         super().__init__()
         self.criterion = _check_criterion(criterion)
+        if max_resolution is not None and (isinstance(max_resolution, bool) or not isinstance(max_resolution, int) or max_resolution < 32):
+            raise ValueError(f"`max_resolution` must be None or an integer side of at least 32 pixels (VGG pools 3 times before relu4), got {max_resolution!r}")
+        self.max_resolution = max_resolution
         if layer_weights is not None and len(layer_weights) != 4:
             raise ValueError(f"`layer_weights` must hold 4 numbers (one per VGG layer), got {list(layer_weights)!r}")
         self.layer_weights = tuple(float(w) for w in layer_weights) if layer_weights is not None else (1.0,) * 4
@@ -322,6 +338,11 @@ class PerceptualLoss(nn.Module):
         """
         _check_images(pred, "pred")
         _check_images(target, "target", like=pred)
+        side = max(pred.shape[-2:])
+        if self.max_resolution is not None and side > self.max_resolution:
+            size = [max(1, round(n * self.max_resolution / side)) for n in pred.shape[-2:]]
+            # in fp32: torch has no antialiased resize for bf16 on CPUs (and it is cheap next to the VGG)
+            pred, target = (F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False) for x in (pred, target))
         return self.distance(pred, target, criterion).mean()
 
 
