@@ -112,9 +112,12 @@ def test_pixel_loss_and_l1_throughout(tmp_path):
     """The CPU presets' options: --pixel_weight adds an L1 pixel term, --l2_fraction 0 uses L1 from the first step
     (so Adam never restarts)."""
     out = tmp_path / "out"
-    _train(out, "--stages", "64", "--steps_per_stage", "3", "--pixel_weight", "100", "--l2_fraction", "0", "--no_local_discriminator")
+    _train(out, "--stages", "64", "--steps_per_stage", "3", "--pixel_weight", "100", "--l2_fraction", "0", "--no_local_discriminator",
+           "--lr_scheduler", "cosine", "--lr_min_ratio", "0.1")
     log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["criterion_l1"] for r in log] == [1, 1, 1]
+    # --lr_scheduler cosine: from the full rate to 0.1 of it at the level's last step
+    assert [r["lr"] for r in log] == pytest.approx([2e-4, 2e-4 * 0.55, 2e-4 * 0.1])
     assert all(r["pixel"] > 0 and "local" in r for r in log) and not any("adam_restart" in r for r in log)
     bad = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--l2_fraction", "1.5", "--output_dir", str(tmp_path / "x")], env=_env(), capture_output=True, text=True)
     assert bad.returncode != 0 and "`--l2_fraction` must be in [0, 1]" in bad.stderr and "1.5" in bad.stderr
@@ -136,6 +139,14 @@ def test_pose_aware_options_and_a_cpu_time_budget(tmp_path):
     assert (out / "README.md").exists()  # the card, written last: a finished run for train/pose_aware.py
     model = PGATModel.from_pretrained(out / "stage-0064")
     assert model.needs_reference_pose
+    # the wall-clock budget, the one for comparing recipes at equal time
+    wall = tmp_path / "wall"
+    _train(wall, "--stages", "64", "--steps_per_stage", "1000", "--max_train_minutes", "0.02", "--l2_fraction", "0", "--checkpointing_steps", "0")
+    (timing,) = [json.loads(l) for l in (wall / "timings.jsonl").read_text().splitlines()]
+    assert timing["train_seconds_total"] >= 0.02 * 60 and 0 < timing["steps"] < 1000
+    log = [json.loads(l) for l in (wall / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["train_seconds"] == pytest.approx(timing["train_seconds_total"])
+    assert all(b["train_seconds"] > a["train_seconds"] for a, b in zip(log, log[1:]))
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tiny_run, tmp_path):
@@ -151,7 +162,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_run, tmp_path):
     proc.wait()
     assert not (out / "stage-0128").exists(), "the run finished before it was killed: nothing was resumed"
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
-    assert state.pop("train_cpu_seconds") > 0
+    assert state.pop("train_cpu_seconds") > 0 and state.pop("train_seconds") > 0
     assert state == {"global_step": 3, "stage_index": 0, "step_in_stage": 3, "num_processes": 1}
     # the kill may land after the killed run logged a step past its last checkpoint (checkpoint-3, or checkpoint-4 at
     # the level boundary if it got that far), or in the middle of a line: the resumed run makes those steps again,
@@ -169,6 +180,68 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_run, tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             assert torch.equal(a[k], b[k]), f"{stage}/{k} differs from the uninterrupted run"
+
+
+def test_dataloader_workers_render_the_same_batches(tiny_run, tmp_path):
+    """SynthHumans rendered in a DataLoader worker (overlapping the step) trains the very same weights."""
+    out = tmp_path / "workers"
+    _train(out, "--checkpointing_steps", "3", "--dataloader_num_workers", "1")
+    for stage in ("stage-0064", "stage-0128"):
+        a, b = _weights(tiny_run / stage), _weights(out / stage)
+        assert all(torch.equal(a[k], b[k]) for k in a), stage
+
+
+NATIVE_BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason="bf16 training needs a CPU with native bf16 (AVX-512 BF16 / AMX)")
+def test_bf16_channels_last_and_a_downscaled_global_term_train_and_validate_in_fp32(tmp_path):
+    """The cheaper step's flags together: the run trains (finite losses, fp32 weights that load), and validation
+    is the fp32 forward of the saved weights, whatever precision the steps ran in."""
+    sys.path.insert(0, str(REPO / "train"))
+    import progressive
+
+    out = tmp_path / "bf16"
+    flags = ["--stages", "64", "--steps_per_stage", "3", "--mixed_precision", "bf16", "--channels_last", "--perceptual_resolution", "32",
+             "--pixel_weight", "100", "--l2_fraction", "0", "--no_local_discriminator"]
+    _train(out, *flags)
+    config = json.loads((out / "training_config.json").read_text())
+    assert config["mixed_precision"] == "bf16" and config["channels_last"] and config["perceptual_resolution"] == 32
+    log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and all(torch.isfinite(torch.tensor([r["global"], r["local"], r["pixel"]])).all() for r in log)
+    weights = _weights(out / "stage-0064")
+    assert {w.dtype for w in weights.values()} == {torch.float32, torch.int64}  # int64: BatchNorm step counts
+
+    args = progressive.parse_args([*TINY, *flags, "--output_dir", str(out)])
+    val = progressive.make_dataset(args, 64, "test", length=args.num_validation_pairs)
+    batch = progressive._stack([val[i] for i in range(len(val))])
+    metrics = progressive.validate(PGATModel.from_pretrained(out / "stage-0064"), batch)
+    logged = json.loads((out / "validation.jsonl").read_text().splitlines()[-1])
+    assert logged["ssim"] == pytest.approx(metrics["ssim"], abs=1e-5) and logged["local_ssim"] == pytest.approx(metrics["local_ssim"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_grows_and_saves_the_bare_model(tmp_path):
+    """--torch_compile (minutes of compiling per level on a CPU): the stages and checkpoints hold the PGATModel's own
+    parameter names, and the grown level carries Adam's state over as without compiling."""
+    out = tmp_path / "compiled"
+    _train(out, "--torch_compile", "--checkpointing_steps", "3", "--no_local_discriminator", "--l2_fraction", "0")
+    plain = PGATModel(resolution=128, bottleneck_channels=16).state_dict()
+    assert _weights(out / "stage-0128").keys() == plain.keys()
+    assert not any("_orig_mod" in k for k in _weights(out / "checkpoint-6" / "model"))
+    log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 8 and all(r["global"] > 0 for r in log)
+
+
+def test_mixed_precision_the_device_cannot_run_is_refused(monkeypatch):
+    from pgat.training_utils import check_mixed_precision
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="`--mixed_precision bf16` needs a GPU or a CPU with native bf16"):
+        check_mixed_precision("bf16", "cpu")
+    with pytest.raises(ValueError, match="`--mixed_precision fp16` is for GPUs"):
+        check_mixed_precision("fp16", "cpu")
+    check_mixed_precision("no", "cpu")
 
 
 def test_two_process_cpu_ddp_keeps_ranks_identical(tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train_batch_size", default="8", help="per device; one number, or one per stage")
     g.add_argument("--bottleneck_channels", type=int, default=1024)
     g.add_argument("--learning_rate", type=float, default=2e-4)
+    g.add_argument(
+        "--lr_scheduler", default="constant", choices=["constant", "cosine"],
+        help="the generator's learning rate within each level: constant (the paper), or a cosine from --learning_rate "
+        "down to --lr_min_ratio of it at the level's last step, back to the full rate when the next level starts",
+    )
+    g.add_argument("--lr_min_ratio", type=float, default=0.1, help="--lr_scheduler cosine: the last step's rate, as a fraction of --learning_rate")
     g.add_argument("--adam_beta1", type=float, default=0.9)
     g.add_argument("--adam_beta2", type=float, default=0.999)
     g.add_argument("--adam_weight_decay", type=float, default=5e-4)
@@ -94,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when the training steps have used this much CPU time (all threads of this process; validation and "
         "samples not counted); the level it stops in is saved as its stage and later levels are skipped",
     )
+    g.add_argument(
+        "--max_train_minutes", type=float, default=None,
+        help="the same with wall-clock time of the training steps (waiting for data included; validation, samples and "
+        "checkpoints not): the budget for comparing recipes at equal time, DataLoader workers' rendering included",
+    )
+    g.add_argument(
+        "--perceptual_resolution", type=int, default=None,
+        help="compute the global perceptual term on the pair downscaled to this side when the level is larger "
+        "(not in the paper; the local term keeps the full resolution); default: the level's own resolution",
+    )
     g.add_argument("--discriminator_channels", type=int, default=64)
     g.add_argument("--discriminator_learning_rate", type=float, default=2e-4)
 
@@ -105,7 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("accelerate, checkpoints, logging")
     g.add_argument("--output_dir", default="pgat-out")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    g.add_argument(
+        "--mixed_precision", default="no", choices=["no", "fp16", "bf16"],
+        help="autocast the generator, the perceptual network and the discriminator (accelerate's setting); bf16 needs "
+        "a GPU or a CPU with native bf16 (AVX-512 BF16 / AMX), and is refused on other CPUs",
+    )
+    g.add_argument("--channels_last", action="store_true", help="generator, discriminator and perceptual network in channels-last (NHWC) layout")
+    g.add_argument(
+        "--torch_compile", action="store_true",
+        help="torch.compile the generator and the perceptual network (the first steps of every level compile; "
+        "worth it only for long levels)",
+    )
     g.add_argument("--gradient_accumulation_steps", type=int, default=1)
     g.add_argument("--checkpointing_steps", type=int, default=500)
     g.add_argument("--checkpoints_total_limit", type=int, default=2)
@@ -139,6 +166,10 @@ def resolve_schedule(args) -> List[Dict[str, int]]:
         raise ValueError(f"`--stages` must be increasing without repeats, got {args.stages!r}")
     if any(b != 2 * a for a, b in zip(stages, stages[1:])):
         raise ValueError(f"`--stages` must double from one level to the next (the network grows one block at a time), got {args.stages!r}")
+    if args.perceptual_resolution is not None and args.perceptual_resolution < 32:
+        raise ValueError(f"`--perceptual_resolution` must be a side of at least 32 pixels, got {args.perceptual_resolution}")
+    if not 0.0 <= args.lr_min_ratio <= 1.0:
+        raise ValueError(f"`--lr_min_ratio` must be in [0, 1] (the last step's share of --learning_rate), got {args.lr_min_ratio}")
     if not 0.0 <= args.l2_fraction <= 1.0:
         raise ValueError(f"`--l2_fraction` must be in [0, 1] (the share of each level trained with the L2 criterion), got {args.l2_fraction}")
     steps = per_stage(parse_int_list(args.steps_per_stage, "--steps_per_stage"), len(stages), "--steps_per_stage")
@@ -168,9 +199,29 @@ def model_options(args) -> Dict[str, bool]:
     }
 
 
-def out_of_cpu_time(args, cpu_seconds: float) -> bool:
-    """Whether the training steps have used the ``--max_cpu_minutes`` budget (never, without one)."""
-    return args.max_cpu_minutes is not None and cpu_seconds >= 60 * args.max_cpu_minutes
+def learning_rate_at(args, step_in_stage: int, steps: int) -> float:
+    """The generator's learning rate for step ``step_in_stage`` (0-based) of a level of ``steps`` steps.
+
+    A pure function of the step, so a resumed run sets the very rates an uninterrupted one did. Why the cosine
+    restarts at every level: growing adds freshly initialised blocks at both ends, which need the full rate, while
+    the end of each level (and of training) gains from small steps.
+    """
+    if args.lr_scheduler == "constant":
+        return args.learning_rate
+    progress = step_in_stage / max(1, steps - 1)
+    return args.learning_rate * (args.lr_min_ratio + (1 - args.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def out_of_budget(args, state: Dict) -> bool:
+    """Whether the training steps have used the ``--max_cpu_minutes`` or the ``--max_train_minutes`` budget (never, without one).
+
+    Both survive resumes (``trainer_state.json`` keeps ``train_cpu_seconds`` and ``train_seconds``). CPU time counts
+    this process's threads only: rendering in DataLoader workers is not in it, which is why recipes with workers
+    are compared on wall time.
+    """
+    cpu = args.max_cpu_minutes is not None and state["train_cpu_seconds"] >= 60 * args.max_cpu_minutes
+    wall = args.max_train_minutes is not None and state["train_seconds"] >= 60 * args.max_train_minutes
+    return cpu or wall
 
 
 def level_losses(args, stage_index: int, num_stages: int) -> Dict[str, bool]:
@@ -225,6 +276,12 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+def _fp32_forward(model, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """The output in fp32 whatever ``--mixed_precision`` trains in, so that validation numbers compare across
+    precisions: the class's ``forward``, not the autocast wrapper accelerate sets on the instance."""
+    return type(model).forward(model, batch["reference"], batch["target_keypoints"], batch["reference_keypoints"]).image
+
+
 def sample_grid(model, batch: Dict[str, torch.Tensor]) -> Image.Image:
     """One row per pair: reference | target pose | output | ground truth."""
     from pgat.pose import draw_skeleton
@@ -232,7 +289,7 @@ def sample_grid(model, batch: Dict[str, torch.Tensor]) -> Image.Image:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        pred = model(batch["reference"], batch["target_keypoints"], batch["reference_keypoints"]).image
+        pred = _fp32_forward(model, batch)
     model.train(was_training)
     rows = []
     r = pred.shape[-1]
@@ -248,7 +305,7 @@ def validate(model, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        pred = model(batch["reference"], batch["target_keypoints"], batch["reference_keypoints"]).image
+        pred = _fp32_forward(model, batch)
     model.train(was_training)
     return evaluate(pred.float(), batch["target"].float(), batch["target_keypoints"], metrics=("ssim", "local_ssim"))
 
@@ -280,6 +337,7 @@ def main(args: argparse.Namespace) -> Path:
     from pgat.models.discriminator import LocalDiscriminator
     from pgat.training_utils import (
         StepBatchSampler,
+        check_mixed_precision,
         unwrap_optimizer,
         reset_adam_moments,
         carry_optimizer_state,
@@ -292,6 +350,11 @@ def main(args: argparse.Namespace) -> Path:
     )
 
     out = Path(args.output_dir)
+
+    def bare(module):
+        """The PGATModel inside accelerate's wrappers and torch.compile's: what is grown, validated and saved."""
+        return accelerator.unwrap_model(module, keep_torch_compile=False)
+
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -309,7 +372,7 @@ def main(args: argparse.Namespace) -> Path:
     checkpoint = resolve_checkpoint(out, args.resume_from_checkpoint)
     if args.resume_from_checkpoint and checkpoint is None:
         logger.info("no checkpoint in %s: starting from scratch", out)
-    state = {"global_step": 0, "stage_index": 0, "step_in_stage": 0, "train_cpu_seconds": 0.0}
+    state = {"global_step": 0, "stage_index": 0, "step_in_stage": 0, "train_cpu_seconds": 0.0, "train_seconds": 0.0}
     if checkpoint is not None:
         state = {**state, **{k: v for k, v in json.loads((checkpoint / "trainer_state.json").read_text()).items() if k in state}}
         logger.info("resuming from %s (stage %d, step %d of it)", checkpoint, state["stage_index"], state["step_in_stage"])
@@ -320,7 +383,13 @@ def main(args: argparse.Namespace) -> Path:
             rewind_jsonl(out / "timings.jsonl", lambda r: r.get("resolution") not in redone)
     set_seed(args.seed)
 
-    perceptual = PerceptualLoss(network=args.perceptual_network, weights_path=args.vgg_weights).to(accelerator.device)
+    check_mixed_precision(args.mixed_precision, accelerator.device)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    perceptual = PerceptualLoss(
+        network=args.perceptual_network, weights_path=args.vgg_weights, max_resolution=args.perceptual_resolution
+    ).to(accelerator.device, memory_format=layout)
+    if args.torch_compile:  # the local crops' count changes with every batch: dynamic shapes from the start
+        perceptual.vgg = torch.compile(perceptual.vgg, dynamic=True)
     local_perceptual = LocalPerceptualLoss(perceptual=perceptual)
     if accelerator.is_main_process:
         logger.info("perceptual network: %s", perceptual.network)
@@ -353,11 +422,12 @@ def main(args: argparse.Namespace) -> Path:
         elif model is None:
             model = PGATModel(resolution=res, bottleneck_channels=args.bottleneck_channels, **model_options(args))
         else:
-            base = accelerator.unwrap_model(model)
+            base = bare(model)
             old_optimizer, old_names = unwrap_optimizer(optimizer), [n for n, _ in base.named_parameters()]
             model = base.grow()
         if model.config.resolution != res:
             raise ValueError(f"the model is at {model.config.resolution}² but stage {stage_index} of the schedule is {res}²")
+        model.to(memory_format=layout)  # in place: the parameters keep their identity (the optimizer is built next)
         model.train()
         optimizer = torch.optim.Adam(
             model.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay
@@ -373,6 +443,7 @@ def main(args: argparse.Namespace) -> Path:
                 discriminator = LocalDiscriminator.from_pretrained(checkpoint / "discriminator")
             else:
                 discriminator = LocalDiscriminator(crop_size=res // 8, base_channels=args.discriminator_channels)
+            discriminator.to(memory_format=layout)
             discriminator.train()
             d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.discriminator_learning_rate, betas=(0.5, 0.999))
             if resume_here and (checkpoint / "discriminator_optimizer.pt").is_file():
@@ -384,6 +455,8 @@ def main(args: argparse.Namespace) -> Path:
             adversarial = LocalAdversarialLoss(discriminator)
         else:
             model, optimizer = accelerator.prepare(model, optimizer)
+        if args.torch_compile:
+            model = torch.compile(model)  # bare() sees through it
         if resume_here:
             if accelerator.scaler is not None and (checkpoint / "scaler.pt").is_file():
                 accelerator.scaler.load_state_dict(load_torch_state(checkpoint / "scaler.pt"))
@@ -407,10 +480,10 @@ def main(args: argparse.Namespace) -> Path:
 
         step_in_stage = start
         state = {**state, "stage_index": stage_index, "step_in_stage": step_in_stage}
-        t0 = last = time.perf_counter()
+        t0 = last = mark = time.perf_counter()  # mark: where the current step's wall time starts (data wait included)
         out_of_time = False
         for batch in loader:
-            if out_of_cpu_time(args, state["train_cpu_seconds"]):
+            if out_of_budget(args, state):
                 out_of_time = True
                 break
             cpu0 = time.process_time()
@@ -421,28 +494,34 @@ def main(args: argparse.Namespace) -> Path:
             restart = criterion == "l1" and 0 < step_in_stage and step_in_stage - 1 < switch and not args.keep_optimizer_moments_at_l1
             if restart:
                 reset_adam_moments(optimizer)
+            lr = learning_rate_at(args, step_in_stage, steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             models = (model, discriminator) if discriminator is not None else (model,)
             with accelerator.accumulate(*models):
                 # 4. generator phase
                 pred = model(batch["reference"], batch["target_keypoints"], batch["reference_keypoints"]).image
-                logs = {"global": perceptual(pred.float(), batch["target"], criterion=criterion)}
-                if terms["local_perceptual"]:
-                    logs["local"] = args.local_weight * local_perceptual(pred.float(), batch["target"], batch["target_keypoints"], criterion=criterion)
+                # the losses run under the same autocast as the generator (--mixed_precision); their sums are fp32
+                with accelerator.autocast():
+                    logs = {"global": perceptual(pred, batch["target"], criterion=criterion)}
+                    if terms["local_perceptual"]:
+                        logs["local"] = args.local_weight * local_perceptual(pred, batch["target"], batch["target_keypoints"], criterion=criterion)
+                    if adversarial is not None:
+                        g = adversarial.generator_loss(batch["reference"], pred, batch["reference_keypoints"], batch["target_keypoints"])
+                        logs["adversarial"] = args.adversarial_weight * g["loss"].float()
                 if args.pixel_weight:
                     logs["pixel"] = args.pixel_weight * (pred.float() - batch["target"]).abs().mean()
-                if adversarial is not None:
-                    g = adversarial.generator_loss(batch["reference"], pred.float(), batch["reference_keypoints"], batch["target_keypoints"])
-                    logs["adversarial"] = args.adversarial_weight * g["loss"]
                 loss = sum(logs.values())
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 # 5. discriminator phase (§3.2): real (X_d, X'_d) vs fake (X_d, X̂_d)
                 if discriminator is not None:
-                    d_terms = adversarial.discriminator_loss(
-                        batch["reference"], batch["target"], pred.detach().float(), batch["reference_keypoints"], batch["target_keypoints"]
-                    )
-                    accelerator.backward(d_terms["loss"])
+                    with accelerator.autocast():
+                        d_terms = adversarial.discriminator_loss(
+                            batch["reference"], batch["target"], pred.detach(), batch["reference_keypoints"], batch["target_keypoints"]
+                        )
+                    accelerator.backward(d_terms["loss"].float())
                     d_optimizer.step()
                     d_optimizer.zero_grad(set_to_none=True)
                     logs["d_loss"] = d_terms["loss"].detach()
@@ -452,57 +531,65 @@ def main(args: argparse.Namespace) -> Path:
 
             step_in_stage += 1
             cpu = state["train_cpu_seconds"] + time.process_time() - cpu0
-            state = {"global_step": state["global_step"] + 1, "stage_index": stage_index, "step_in_stage": step_in_stage, "train_cpu_seconds": cpu}
-            scalars = {k: float(v.detach()) for k, v in logs.items()}
+            scalars = {k: float(v.detach()) for k, v in logs.items()}  # waits for the step's last kernels on a GPU
             now = time.perf_counter()
-            scalars.update(resolution=res, criterion_l1=float(criterion == "l1"), step_seconds=now - last, train_cpu_seconds=cpu)
+            wall = state["train_seconds"] + now - mark
+            state = {"global_step": state["global_step"] + 1, "stage_index": stage_index, "step_in_stage": step_in_stage,
+                     "train_cpu_seconds": cpu, "train_seconds": wall}
+            scalars.update(resolution=res, criterion_l1=float(criterion == "l1"), step_seconds=now - last, train_cpu_seconds=cpu, train_seconds=wall)
             if restart:
                 scalars["adam_restart"] = 1.0
+            if args.lr_scheduler != "constant":
+                scalars["lr"] = lr
             last = now
             progress.update(1)
-            progress.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution", "step_seconds", "train_cpu_seconds")}, refresh=False)
+            progress.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution", "step_seconds", "train_cpu_seconds", "train_seconds")}, refresh=False)
             accelerator.log(scalars, step=state["global_step"])
             if accelerator.is_main_process:
                 with open(out / "train_log.jsonl", "a") as f:
                     f.write(json.dumps({"step": state["global_step"], **scalars}) + "\n")
 
-            end_of_stage = step_in_stage == steps or out_of_cpu_time(args, cpu)
+            end_of_stage = step_in_stage == steps or out_of_budget(args, state)
             if accelerator.is_main_process and (end_of_stage or (args.sample_steps and step_in_stage % args.sample_steps == 0)):
                 (out / "samples").mkdir(exist_ok=True)
-                sample_grid(accelerator.unwrap_model(model), {k: v[:4] for k, v in val_batch.items()}).save(
+                sample_grid(bare(model), {k: v[:4] for k, v in val_batch.items()}).save(
                     out / "samples" / f"{res:04d}-step{state['global_step']:07d}.png"
                 )
             if accelerator.is_main_process and (end_of_stage or (args.validation_steps and step_in_stage % args.validation_steps == 0)):
-                metrics = validate(accelerator.unwrap_model(model), val_batch)
-                record = {"step": state["global_step"], "resolution": res, "step_in_stage": step_in_stage, "train_cpu_seconds": cpu, **metrics}
+                metrics = validate(bare(model), val_batch)
+                record = {"step": state["global_step"], "resolution": res, "step_in_stage": step_in_stage, "train_cpu_seconds": cpu,
+                          "train_seconds": wall, **metrics}
                 with open(out / "validation.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
                 accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=state["global_step"])
             if args.checkpointing_steps and state["global_step"] % args.checkpointing_steps == 0 and not end_of_stage:
                 save_checkpoint(accelerator, out, args.checkpoints_total_limit, state, model, optimizer, discriminator, d_optimizer)
+            mark = time.perf_counter()  # samples, validation and checkpoints are not training time
 
         seconds = time.perf_counter() - t0
         # 6. the finished level becomes a stage folder of the output repository
         if accelerator.is_main_process:
-            save_stage(accelerator.unwrap_model(model), out)
+            save_stage(bare(model), out)
             with open(out / "timings.jsonl", "a") as f:
                 f.write(json.dumps({"resolution": res, "steps": step_in_stage - start, "seconds": seconds,
-                                    "cpu_seconds_total": state["train_cpu_seconds"], "num_processes": accelerator.num_processes}) + "\n")
-        out_of_time = out_of_time or out_of_cpu_time(args, state["train_cpu_seconds"])
+                                    "cpu_seconds_total": state["train_cpu_seconds"], "train_seconds_total": state["train_seconds"],
+                                    "num_processes": accelerator.num_processes}) + "\n")
+        out_of_time = out_of_time or out_of_budget(args, state)
         # a checkpoint at the stage boundary: resuming from it starts the next level
         state = {**state, "stage_index": stage_index + 1, "step_in_stage": 0}
         if stage_index + 1 < len(schedule) and args.checkpointing_steps and not out_of_time:
             save_checkpoint(accelerator, out, args.checkpoints_total_limit, state, model, optimizer, discriminator, d_optimizer)
         checkpoint = None
         if out_of_time:
-            logger.info("--max_cpu_minutes %.1f spent at step %d of the %d² level: stopping", args.max_cpu_minutes, step_in_stage, res)
+            logger.info("the time budget (--max_cpu_minutes %s, --max_train_minutes %s) is spent at step %d of the %d² level: stopping",
+                        args.max_cpu_minutes, args.max_train_minutes, step_in_stage, res)
             break
 
     progress.close()
     accelerator.wait_for_everyone()
     # a fingerprint of the final parameters from every rank: equal files mean the ranks never diverged
     (out / args.logging_dir).mkdir(parents=True, exist_ok=True)
-    (out / args.logging_dir / f"fingerprint-rank{accelerator.process_index}.txt").write_text(_fingerprint(accelerator.unwrap_model(model)) + "\n")
+    (out / args.logging_dir / f"fingerprint-rank{accelerator.process_index}.txt").write_text(_fingerprint(bare(model)) + "\n")
     if accelerator.is_main_process:
         write_model_index(out)
         write_model_card(

@@ -243,6 +243,22 @@ def carry_optimizer_state(old: torch.optim.Optimizer, old_names: List[str], new:
     return carried
 
 
+def check_mixed_precision(mixed_precision: str, device) -> None:
+    """Refuse a ``--mixed_precision`` the device cannot run at speed, before any step is spent on it.
+
+    bf16 on a CPU without native bf16 instructions (AVX-512 BF16 or AMX) is emulated by oneDNN, far slower than
+    fp32, so it is an error there rather than a run that takes days; fp16 autocast is a GPU feature.
+    """
+    device = torch.device(device)
+    if mixed_precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise ValueError(
+            "`--mixed_precision bf16` needs a GPU or a CPU with native bf16 (AVX-512 BF16 or AMX); this CPU "
+            f"({torch.backends.cpu.get_cpu_capability()}) would emulate it far slower than fp32: use `--mixed_precision no`"
+        )
+    if mixed_precision == "fp16" and device.type == "cpu":
+        raise ValueError("`--mixed_precision fp16` is for GPUs; on a CPU use `bf16` (with native bf16) or `no`")
+
+
 def parse_args_with_preset(parser, argv=None, config_dir: Optional[Union[str, os.PathLike]] = None):
     """Parse ``argv`` with ``parser``; a ``--config`` preset (a YAML path, or a name in ``config_dir``) sets the
     defaults, and flags given on the command line win over it."""
