@@ -142,11 +142,37 @@ def video_table(video: Dict) -> str:
 
 
 def train_table(train: Dict) -> str:
-    rows = _header("width", "stage", "batch", "s / step", "images/s", "peak RSS (GiB)")
+    rows = _header("width", "stage", "batch", "recipe", "s / step", "images/s", "× fp32", "peak RSS (GiB)")
+    fp32 = {(r["bottleneck_channels"], r["resolution"], r["batch_size"]): r["images_per_second"]
+            for r in train["results"] if r.get("recipe", "fp32") == "fp32"}
     for r in train["results"]:
+        base = fp32.get((r["bottleneck_channels"], r["resolution"], r["batch_size"]))
+        ratio = f"{r['images_per_second'] / base:.2f}" if base else "–"
         rows.append(
-            f"| {r['bottleneck_channels']} | {r['resolution']}² | {r['batch_size']} | {r['seconds_per_step']:.2f} | "
-            f"{r['images_per_second']:.2f} | {r['peak_rss_gib']:.2f} |"
+            f"| {r['bottleneck_channels']} | {r['resolution']}² | {r['batch_size']} | {r.get('recipe', 'fp32')} | {r['seconds_per_step']:.2f} | "
+            f"{r['images_per_second']:.2f} | {ratio} | {r['peak_rss_gib']:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+ACCOUNTING_PARTS = (("generator forward", "G fwd"), ("generator backward", "G bwd"), ("global perceptual", "global"),
+                    ("local perceptual", "local"), ("pixel", "pixel"), ("adversarial (G)", "adv. G"),
+                    ("discriminator", "D"), ("optimizer", "Adam"), ("data", "data"))
+
+
+def accounting_table(result: Dict) -> str:
+    """One step taken apart (``train_step.py --accounting``): per part, its share of the step's time and its GFLOPs."""
+    rows = [f"{machine_line(result['machine'])}. Each part: share of the step's time · counted GFLOP.", ""]
+    rows += _header("preset", "width", "stage", "batch", "recipe", "GFLOP / step", "s / step", "images/s", "MFU",
+                    *(short for _, short in ACCOUNTING_PARTS), "load")
+    for r in result["results"]:
+        cells = []
+        for name, _ in ACCOUNTING_PARTS:
+            part = r["parts"].get(name)
+            cells.append("–" if part is None else f"{part['seconds'] / r['step_seconds']:.0%} · {part['gflop']:.1f}")
+        rows.append(
+            f"| {r['preset']} | {r['bottleneck_channels']} | {r['resolution']}² | {r['batch_size']} | {r['recipe']} | {r['step_gflop']:.1f} | "
+            f"{r['step_seconds']:.3f} | {r['images_per_second']:.2f} | {r['mfu']:.2f} | " + " | ".join(cells) + f" | {r['load_average'][0]:.1f} |"
         )
     return "\n".join(rows)
 
@@ -237,6 +263,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         data = _load(loader)
         if data:
             md = fill(md, name, table(data))
+    accounting = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("train-accounting-*.json"))]
+    if accounting:
+        md = fill(md, "train-accounting", "\n\n".join(accounting_table(r) for r in accounting))
     pose_aware = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("pose-aware-*.json"))]
     if pose_aware:
         md = fill(md, "pose-aware", "\n\n".join(pose_aware_table(r) for r in pose_aware))

@@ -133,3 +133,40 @@ def test_pose_aware_benchmark_times_both_networks_and_the_warp(monkeypatch):
     assert 0 < run["warp"]["seconds_median"] and 0 < run["warp_share_of_pose_aware_forward"]
     ref, tgt = pose_aware.poses(64)
     assert ref.shape == tgt.shape == (1, 18, 2) and (ref >= 0).all() and (tgt >= 0).all() and (tgt < 64).all()
+
+
+def test_training_step_accounting_counts_every_part_of_the_real_step():
+    """``train_step.py --accounting``: the parts of one step, their counted FLOPs and the MFU against a same-run peak.
+    The global term's FLOPs are 3 VGG forwards (the target's, the output's, and the output's input-gradient
+    backward: the VGG's weights get none), and a quarter of that with ``--perceptual_resolution`` at half the side."""
+    import train_step
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pgat.losses import PerceptualLoss
+
+    preset = {"bottleneck_channels": 16, "pixel_weight": 1.0, "discriminator_last": True}
+    counts = {}
+    for name, recipe in (("full", {}), ("half", {"perceptual_resolution": 32})):
+        step = train_step.StageStep(preset, recipe, 64, 2, last=False)
+        counter = train_step._Counter()
+        step.run(counter)
+        counts[name] = counter.flops
+    assert set(counts["full"]) == {"data", "generator forward", "global perceptual", "local perceptual", "pixel", "generator backward", "optimizer"}
+    vgg = PerceptualLoss(network="vgg19").vgg
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        vgg(torch.zeros(2, 3, 64, 64))
+    assert counts["full"]["global perceptual"] == pytest.approx(3 * counter.get_total_flops(), rel=0.01)
+    assert counts["half"]["global perceptual"] == pytest.approx(counts["full"]["global perceptual"] / 4, rel=0.01)
+    assert counts["full"]["generator backward"] > counts["full"]["generator forward"] > 0
+
+    # the last level of a preset with discriminators: the adversarial terms replace the local one
+    step = train_step.StageStep(preset, {}, 64, 1, last=True)
+    counter = train_step._Counter()
+    step.run(counter)
+    assert {"adversarial (G)", "discriminator"} <= set(counter.flops) and "local perceptual" not in counter.flops
+
+    res = train_step.account_stage("embedded", "fp32", 64, 8, last=False, repeats=1)
+    assert sum(p["seconds"] for p in res["parts"].values()) == pytest.approx(res["step_seconds"])
+    assert res["images_per_second"] == pytest.approx(8 / res["step_seconds"])
+    assert 0 < res["mfu"] < 1.5 and res["peak_gflops_per_second"] == max(res["peaks"])
