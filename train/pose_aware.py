@@ -62,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def train_variants(names: List[str], args) -> Dict[str, Path]:
+def train_variants(names: List[str], args, variants: Dict[str, List[str]] = VARIANTS, slug=slug) -> Dict[str, Path]:
+    """Train each variant (flags of ``variants``) into ``output_dir/slug(name)``, ``--jobs`` at a time, one thread each."""
     repos, running = {}, []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in names:
@@ -71,7 +72,7 @@ def train_variants(names: List[str], args) -> Dict[str, Path]:
         if (out / "README.md").exists():  # the card is written last
             continue
         cmd = [sys.executable, str(HERE / "progressive.py"), "--config", args.config, "--output_dir", str(out),
-               "--resume_from_checkpoint", "latest", *VARIANTS[name], *args.extra.split()]
+               "--resume_from_checkpoint", "latest", *variants[name], *args.extra.split()]
         print("+", " ".join(cmd), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         running.append(subprocess.Popen(cmd, env=env, stdout=open(out.with_suffix(".log"), "a"), stderr=subprocess.STDOUT))
@@ -97,14 +98,16 @@ def evaluate_variant(name: str, repo: Path, args) -> Dict:
     timings = [json.loads(line) for line in (repo / "timings.jsonl").read_text().splitlines()]
     steps = sum(t["steps"] for t in timings)
     record = {"variant": name, "resolution": model.config.resolution, "steps": steps,
-              "train_cpu_seconds": timings[-1].get("cpu_seconds_total"), "train_seconds": sum(t["seconds"] for t in timings),
+              "train_cpu_seconds": timings[-1].get("cpu_seconds_total"),
+              "train_seconds": timings[-1].get("train_seconds_total", sum(t["seconds"] for t in timings)),
               "parameters": sum(p.numel() for p in model.parameters()), **results}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
-def curve(repos: Dict[str, Path], records: Dict[str, Dict], path: Path) -> None:
-    """Validation SSIM and local-SSIM (the training script's 16 pairs) against training CPU minutes."""
+def curve(repos: Dict[str, Path], records: Dict[str, Dict], path: Path, clock: str = "train_cpu_seconds") -> None:
+    """Validation SSIM and local-SSIM (the training script's 16 pairs) against training CPU minutes
+    (``clock="train_seconds"``: wall-clock minutes of the training steps)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,12 +118,12 @@ def curve(repos: Dict[str, Path], records: Dict[str, Dict], path: Path) -> None:
         rows = [json.loads(line) for line in (repo / "validation.jsonl").read_text().splitlines()]
         rec = records[name]
         # runs that predate the per-record CPU time: the CPU time of a step is constant for one network
-        per_step = rec["train_cpu_seconds"] / rec["steps"]
-        minutes = [r.get("train_cpu_seconds", r["step"] * per_step) / 60 for r in rows]
+        per_step = rec[clock] / rec["steps"]
+        minutes = [r.get(clock, r["step"] * per_step) / 60 for r in rows]
         for ax, key in zip(axes, ("ssim", "local_ssim")):
             ax.plot(minutes, [r[key] for r in rows], marker="o", ms=3, label=name)
     for ax, key in zip(axes, ("SSIM", "local-SSIM")):
-        ax.set_xlabel("training CPU minutes")
+        ax.set_xlabel("training CPU minutes" if clock == "train_cpu_seconds" else "training minutes (wall clock)")
         ax.set_ylabel(f"validation {key} (16 pairs)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -166,7 +169,15 @@ def report(records: Dict[str, Dict], strip: str, curve_png: str, args) -> str:
         "samples not counted). PCKh: BlazePose run on every image, a keypoint correct within half the head segment "
         "of the target keypoint (`pgat.metrics.pckh`).",
         "",
-        "Validation on the training script's 16 pairs against CPU time:",
+        *figures(records, strip, curve_png, "CPU time"),
+    ]
+    return "\n".join(lines)
+
+
+def figures(records: Dict[str, Dict], strip: str, curve_png: str, clock: str) -> List[str]:
+    """The report's last lines: the validation curves, then the sample strip."""
+    return [
+        f"Validation on the training script's 16 pairs against {clock}:",
         "",
         f"![validation curves]({curve_png})",
         "",
@@ -175,23 +186,28 @@ def report(records: Dict[str, Dict], strip: str, curve_png: str, args) -> str:
         f"![sample strip]({strip})",
         "",
     ]
-    return "\n".join(lines)
+
+
+def write_report(repos: Dict[str, Path], records: Dict[str, Dict], args, make_report, json_name: str, clock: str = "train_cpu_seconds") -> None:
+    """The sample strip, the curves, ``output_dir/json_name`` and the markdown report (``make_report(records, strip,
+    curve, args)``), keeping the hand-written findings below `NOTES_MARKER` of an earlier report."""
+    report_path = Path(args.report)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    strip_path = report_path.with_name(report_path.stem + "-samples.png")
+    curve_path = report_path.with_name(report_path.stem + "-curves.png")
+    sample_strip(repos, args.num_samples, next(iter(records.values()))["resolution"]).save(strip_path)
+    curve(repos, records, curve_path, clock=clock)
+    (Path(args.output_dir) / json_name).write_text(json.dumps(records, indent=2) + "\n")
+    notes = report_path.read_text().partition(NOTES_MARKER)[2] if report_path.exists() else ""
+    report_path.write_text(make_report(records, strip_path.name, curve_path.name, args) + "\n" + NOTES_MARKER + notes)
+    print(report_path.read_text())
 
 
 def main(args) -> None:
     names = parse_variants(args.variants, VARIANTS)
     repos = train_variants(names, args)
     records = {name: evaluate_variant(name, repo, args) for name, repo in repos.items()}
-    report_path = Path(args.report)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    strip_path = report_path.with_name(report_path.stem + "-samples.png")
-    curve_path = report_path.with_name(report_path.stem + "-curves.png")
-    sample_strip(repos, args.num_samples, next(iter(records.values()))["resolution"]).save(strip_path)
-    curve(repos, records, curve_path)
-    (Path(args.output_dir) / "pose-aware.json").write_text(json.dumps(records, indent=2) + "\n")
-    notes = report_path.read_text().partition(NOTES_MARKER)[2] if report_path.exists() else ""
-    report_path.write_text(report(records, strip_path.name, curve_path.name, args) + "\n" + NOTES_MARKER + notes)
-    print(report_path.read_text())
+    write_report(repos, records, args, report, "pose-aware.json")
 
 
 if __name__ == "__main__":
