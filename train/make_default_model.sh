@@ -1,13 +1,16 @@
 #!/bin/sh
 # Build the embedded default model weights/pgat-synth-256 from scratch with the project's own scripts: about an hour
-# on a 2-core CPU. Safe to interrupt: run it again and it resumes from the latest checkpoint.
-#   sh train/make_default_model.sh [OUTPUT_DIR]
+# on a 2-core CPU with native bf16 (52 min of training steps, then the flow and the evaluation). Safe to interrupt:
+# run it again and it resumes from the latest checkpoint. More arguments go to train/progressive.py, e.g.
+# `--mixed_precision no` on a CPU without native bf16 (1.7–1.9× slower there, by the step accounting).
+#   sh train/make_default_model.sh [OUTPUT_DIR [progressive.py flags ...]]
 set -e
 OUT=${1:-weights/pgat-synth-256}
+[ $# -gt 0 ] && shift
 RESUME=""
 ls -d "$OUT"/checkpoint-* >/dev/null 2>&1 && RESUME="--resume_from_checkpoint latest"
 if [ ! -f "$OUT/README.md" ]; then
-    accelerate launch train/progressive.py --config pgat-synth-256 --output_dir "$OUT" $RESUME
+    accelerate launch train/progressive.py --config pgat-synth-256 --output_dir "$OUT" $RESUME "$@"
 fi
 # the flow trains in a folder of its own (its logs and checkpoints would mix with the stages' ones), then moves in
 if [ ! -f "$OUT/flow/config.json" ]; then

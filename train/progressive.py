@@ -632,6 +632,11 @@ def _training_summary(args, schedule) -> str:
         f"Adam lr {args.learning_rate}, weight decay {args.adam_weight_decay}; perceptual network {args.perceptual_network}."
         + (f" Perceptual criterion L2 for the first {args.l2_fraction:.0%} of each level's steps, L1 after." if args.l2_fraction else " Perceptual criterion L1 throughout.")
         + (f" Plus an L1 pixel loss, weight {args.pixel_weight:g} (not in the paper)." if args.pixel_weight else "")
+        + (f" Learning rate on a cosine within each level, down to {args.lr_min_ratio:g} of it." if args.lr_scheduler == "cosine" else "")
+        + (f" Network options beyond the paper (DESIGN.md §1b): {', '.join(on)}." if (on := [k for k, v in model_options(args).items() if v and k != 'warp_keep_unwarped']) else "")
+        + (f" Steps in {args.mixed_precision} autocast." if args.mixed_precision != "no" else "")
+        + (" Channels-last layout." if args.channels_last else "")
+        + (f" Global perceptual term on the pair downscaled to {args.perceptual_resolution}² above that size." if args.perceptual_resolution else "")
         + (f" Ablation switches: {', '.join(ablation)}." if ablation else "")
     )
 
