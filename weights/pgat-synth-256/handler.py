@@ -2,7 +2,8 @@
 
 Request:  {"inputs": {"reference_image": "<base64 PNG/JPEG>", "target_pose": <OpenPose JSON | (18, 2|3) list | base64 image>},
            "parameters": {"resolution": 256, "align_pose": true}}
-Response: {"image": "<base64 PNG>", "target_pose": [[x, y, c], ...]}, or {"error": "...", "field": "..."}.
+Response: {"image": "<base64 PNG>", "target_pose": [[x, y, c], ...]}, or {"error": "...", "field": "..."}; a model that
+takes the reference person's own pose also gets "inputs": {"reference_pose": ...} (estimated when not sent) and returns it.
 Videos: "parameters": {"task": "video"} with "inputs": {"pose_sequence": [...]}. The full schema and the logic
 are in `pgat.serving`; this file only connects the endpoint to it. Edit it freely: pgat keeps a handler.py
 that no longer carries the line above.
