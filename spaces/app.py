@@ -26,8 +26,8 @@ from ui import examples_cache, launch  # noqa: E402
 DESCRIPTION = """# PGAT: pose-guided appearance transfer
 One photo of a person + a target pose → the same person, in the same clothes, in that pose, in one forward pass
 (*Pose-Guided High-Resolution Appearance Transfer via Progressive Training*). Model: **{name}** (stages {stages}) on **{device}**.
-The embedded default model was trained for an hour on a CPU, on SynthHumans (the project's procedural people) only: its results are
-blurry and only roughly re-posed even on pictures like the examples, and it has never seen a real photograph (see its model card).
+The embedded default model was trained for under an hour on a CPU, on SynthHumans (the project's procedural people) only: its people
+take the target pose but stay soft, even on pictures like the examples, and it has never seen a real photograph (see its model card).
 """
 
 
