@@ -49,6 +49,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 from model_cost import machine, measure_peak  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
+sys.path.insert(0, str(REPO / "train"))
+import progressive  # noqa: E402  (train/progressive.py: the step taken apart here is its step)
+
 # the step options of train/progressive.py, by name; each one alone, then combined
 RECIPES: Dict[str, Dict] = {
     "fp32": {},  # main before this work: fp32, NCHW, every perceptual term at the level's resolution
@@ -148,8 +151,7 @@ class StageStep:
         with part("data"):
             items = [self.data[(self.next_index + i) % len(self.data)] for i in range(self.batch)]
             self.next_index += self.batch
-            keys = ("reference", "target", "reference_keypoints", "target_keypoints")
-            b = {k: torch.stack([torch.as_tensor(it[k]) for it in items]).to(self.device) for k in keys}
+            b = {k: v.to(self.device) for k, v in progressive._stack(items).items()}  # the script's own collate
         with part("generator forward"), self.autocast():
             pred = self.model(b["reference"], b["target_keypoints"], b["reference_keypoints"]).image
         out = pred.detach().requires_grad_()  # each loss's backward stops here; the generator's is timed on its own

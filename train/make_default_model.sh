@@ -2,7 +2,7 @@
 # Build the embedded default model weights/pgat-synth-256 from scratch with the project's own scripts: about an hour
 # on a 2-core CPU with native bf16 (52 min of training steps, then the flow and the evaluation). Safe to interrupt:
 # run it again and it resumes from the latest checkpoint. More arguments go to train/progressive.py, e.g.
-# `--mixed_precision no` on a CPU without native bf16 (1.7–1.9× slower there, by the step accounting).
+# `--mixed_precision no` on a CPU without native bf16 (about 1.7× slower there, by the step accounting).
 #   sh train/make_default_model.sh [OUTPUT_DIR [progressive.py flags ...]]
 set -e
 OUT=${1:-weights/pgat-synth-256}

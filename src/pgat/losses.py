@@ -246,11 +246,7 @@ class VGGFeatures(nn.Module):
         return (x - self.mean) / self.scale
 
     def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
-        x = self.normalize(images)
-        if self.features[0].weight.is_contiguous(memory_format=torch.channels_last):
-            # `.to(memory_format=torch.channels_last)` was called on the loss: feed it NHWC too, else every
-            # convolution converts back and forth (the activations stay NHWC from here on)
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.normalize(images)  # channels-last weights make the first convolution's output NHWC, and so all after
         out = []
         for i, layer in enumerate(self.features):
             x = layer(x)
