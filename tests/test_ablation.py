@@ -1,4 +1,5 @@
-"""train/ablation.py: Table 1 variants with equal step budgets, evaluated on one test split, reported in markdown."""
+"""train/ablation.py: Table 1 variants (the paper's and the pose-aware ones) at equal steps and at equal time,
+evaluated on one test split, reported in markdown."""
 
 import json
 import os
@@ -15,12 +16,12 @@ TINY = (
 )
 
 
-def _run(tmp_path, variants):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="2")
+def _run(tmp_path, variants, equal="steps", extra=""):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     cmd = [
         sys.executable, str(REPO / "train" / "ablation.py"), "--config", "ablation-128", "--output_dir", str(tmp_path / "runs"),
-        "--variants", variants, "--num_pairs", "3", "--num_samples", "2", "--report", str(tmp_path / "docs" / "ablation.md"),
-        f"--extra={TINY}",
+        "--variants", variants, "--equal", equal, "--num_pairs", "3", "--num_samples", "2", "--report", str(tmp_path / "docs" / "ablation.md"),
+        f"--extra={TINY} --mixed_precision no {extra}",
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -39,16 +40,17 @@ def test_two_variants_equal_budget_report_and_strip(tmp_path):
     report = (tmp_path / "docs" / "ablation.md").read_text()
     records = json.loads((runs / "ablation.json").read_text())
     for name in ("Baseline", "PT+LPL+LD"):
-        ssim = records[name]["model"]["ssim"]
-        assert f"| {name} | {ssim:.4f} |" in report
+        r = records[name]
+        assert f"| {name} | {r['steps']} | {r['train_cpu_seconds'] / 60:.1f} | {r['train_seconds'] / 60:.1f} | {r['model']['ssim']:.4f} |" in report
     assert "0.909" in report and "0.959" in report  # the paper's column
     assert records["Baseline"]["copy_reference"] == records["PT+LPL+LD"]["copy_reference"]  # one test split
     # beside the copy-reference floor: the part-warp baseline, and PCKh with the estimator's ceiling
     assert records["Baseline"]["part_warp"] == records["PT+LPL+LD"]["part_warp"]
     assert records["Baseline"]["part_warp"]["local_ssim"] != records["Baseline"]["copy_reference"]["local_ssim"]
     warp = records["Baseline"]["part_warp"]
-    assert f"| part-warp baseline (no training) | {warp['ssim']:.4f} | {warp['ms_ssim']:.4f} |" in report
+    assert f"| part-warp baseline (no training) | | | | {warp['ssim']:.4f} | {warp['ms_ssim']:.4f} |" in report
     assert "| SSIM | MS-SSIM | local-SSIM | PCKh |" in report and "| ground truth (PCKh: the pose estimator's ceiling) |" in report
+    assert "## Equal optimizer steps" in report and "## Equal training time" not in report
     assert 0 <= records["Baseline"]["model"]["pckh"] <= 1
     strip = Image.open(tmp_path / "docs" / "ablation-samples.png")
     assert strip.size == (128 * (2 + 1 + 2 + 1), 128 * 2)  # reference | pose | part-warp | 2 variants | ground truth; 2 rows
@@ -61,3 +63,26 @@ def test_two_variants_equal_budget_report_and_strip(tmp_path):
     regenerated = (tmp_path / "docs" / "ablation.md").read_text()
     assert regenerated.endswith("\nour reading of the numbers\n") and "| PT+LPL+LD |" not in regenerated
     assert (runs / "baseline" / "stage-0128" / "diffusion_pytorch_model.safetensors").stat().st_mtime == mtime
+
+
+def test_equal_time_scales_each_variant_by_its_own_step_cost(tmp_path):
+    """--equal time gives each variant the equal-steps schedule scaled by (budget / its measured CPU time), every
+    level alike, and a pose-aware variant has the network options switched on."""
+    _run(tmp_path, "Baseline,Pose-aware PT+LPL", equal="steps,time", extra="--steps_per_stage 3")
+    runs = tmp_path / "runs"
+    steps = json.loads((runs / "ablation.json").read_text())
+    timed = json.loads((runs / "equal-time" / "ablation.json").read_text())
+    budget = sorted(r["train_cpu_seconds"] for r in steps.values())
+    minutes = (budget[0] + budget[1]) / 2 / 60  # the median of two
+    for name, slug, levels in (("Baseline", "baseline", 1), ("Pose-aware PT+LPL", "pose-aware-pt-lpl", 2)):
+        scale = 60 * minutes / steps[name]["train_cpu_seconds"]
+        config = json.loads((runs / "equal-time" / slug / "training_config.json").read_text())
+        assert config["steps_per_stage"] == str(max(1, round(3 * scale))), (name, config["steps_per_stage"], scale)
+        assert timed[name]["steps"] == sum(level["steps"] for level in config["schedule"]) and len(config["schedule"]) == levels
+    stage = json.loads((runs / "equal-time" / "pose-aware-pt-lpl" / "stage-0128" / "config.json").read_text())
+    assert stage["warp_skips"] and stage["warp_residual"] and stage["reference_pose"] and stage["pose_every_scale"]
+    assert not json.loads((runs / "baseline" / "stage-0128" / "config.json").read_text())["warp_skips"]
+    report = (tmp_path / "docs" / "ablation.md").read_text()
+    assert "## Equal optimizer steps" in report and "## Equal training time" in report
+    assert (tmp_path / "docs" / "ablation-equal-time-samples.png").exists() and (tmp_path / "docs" / "ablation-equal-time-curves.png").exists()
+    assert f"| Pose-aware PT+LPL | {timed['Pose-aware PT+LPL']['steps']} |" in report and "| — | — | — |" in report

@@ -62,8 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def train_variants(names: List[str], args, variants: Dict[str, List[str]] = VARIANTS, slug=slug) -> Dict[str, Path]:
-    """Train each variant (flags of ``variants``) into ``output_dir/slug(name)``, ``--jobs`` at a time, one thread each."""
+def train_variants(names: List[str], args, variants: Dict[str, List[str]] = VARIANTS, slug=slug, late=None) -> Dict[str, Path]:
+    """Train each variant (flags of ``variants``, then ``--extra``, then those of ``late`` if given) into
+    ``output_dir/slug(name)``, ``--jobs`` at a time, one thread each."""
     repos, running = {}, []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in names:
@@ -72,7 +73,7 @@ def train_variants(names: List[str], args, variants: Dict[str, List[str]] = VARI
         if (out / "README.md").exists():  # the card is written last
             continue
         cmd = [sys.executable, str(HERE / "progressive.py"), "--config", args.config, "--output_dir", str(out),
-               "--resume_from_checkpoint", "latest", *variants[name], *args.extra.split()]
+               "--resume_from_checkpoint", "latest", *variants[name], *args.extra.split(), *(late or {}).get(name, [])]
         print("+", " ".join(cmd), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         running.append(subprocess.Popen(cmd, env=env, stdout=open(out.with_suffix(".log"), "a"), stderr=subprocess.STDOUT))
