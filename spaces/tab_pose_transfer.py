@@ -28,8 +28,9 @@ import gradio as gr
 from PIL import Image
 
 from model import Models
+from pgat.inputs import InputError, check_body, openpose_people, parse_json_file
 from pgat.pipelines.utils import load_image
-from pgat.pose import draw_skeleton, load_openpose_json, read_openpose_json, write_openpose_json
+from pgat.pose import _person_area, draw_skeleton, write_openpose_json
 from ui import EXAMPLES, Notes, Photo, examples_cache, launch, output_folder, readable, reference_pose, resolution_dropdown
 
 POSE_SOURCES = [("Preset pose", "preset"), ("Photo of someone in the pose", "photo"), ("OpenPose JSON file", "json")]
@@ -62,6 +63,7 @@ def target_pose(models: Models, source: str, pose_photo, pose_json, preset, refe
         picture = load_image(pose_photo, "Pose photo")
         counter = models.people_counter()
         keypoints = counter(picture)
+        check_body(keypoints, "Pose photo", picture.size, what=f"the {picture.size[0]}x{picture.size[1]} pose photo", photo=True)
         notes.people(counter.counts[-1], "the pose photo")
         return write_openpose_json(keypoints, canvas_size=picture.size), draw_skeleton(picture, keypoints)
     if source == "json":
@@ -74,11 +76,16 @@ def target_pose(models: Models, source: str, pose_photo, pose_json, preset, refe
         path, what = PRESET_DIR / f"{preset}.json", f"preset {preset}"
     else:
         raise gr.Error(f"Pose source must be one of {[v for _, v in POSE_SOURCES]}, got {source!r}.")
-    data, _ = load_openpose_json(path)
-    people = read_openpose_json(data, return_all=True)
+    name = "Pose JSON" if source == "json" else f"Preset pose {preset}"
+    data = parse_json_file(path, name)
+    people = openpose_people(data, name)
+    if not people:
+        raise InputError(name, "OpenPose JSON with an empty 'people' list (nobody in it)", "at least one person")
     if len(people) > 1:
         notes.warn(f"{what[0].upper()}{what[1:]} holds {len(people)} people; the largest one was used.")
     width, height = _canvas(data, reference)
+    people.sort(key=_person_area, reverse=True)
+    check_body(people[0], name, (width, height), what="a target pose")
     return data, draw_skeleton((height, width), people[0])
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from model import Models
+from pgat.inputs import check_person
 from ui import EXAMPLES, Notes, Photo, PhotoEditor, examples_cache, launch, readable, resolution_dropdown
 
 # the automatic masks run pgat.pose_estimation's shared BlazePose interpreter (not thread-safe); cached examples
@@ -73,8 +74,10 @@ def make_tryon(models: Models):
 
         counter = models.people_counter()
         person_pose = counter(person_photo)
+        check_person(person_pose, "person_image", person_photo.size, "try-on", what="person photo")
         notes.people(counter.counts[-1], "the person photo")
         garment_pose = counter(garment_photo)
+        check_person(garment_pose, "garment_image", garment_photo.size, "try-on", what="garment photo")
         notes.people(counter.counts[-1], "the garment photo")
         pipe = models.tryon(models.default_resolution if resolution is None else resolution, counter)
         with _BLAZEPOSE_LOCK:

@@ -11,9 +11,13 @@ Decisions:
 - What a request decided for the user (the largest of several people was used, a sequence was cut at the
   frame cap) is said twice: as a toast (`gr.Warning`) and in a notes box that stays next to the result.
 - The reference person's pose (`reference_pose`) is read from an uploaded OpenPose JSON file when there is one,
-  else estimated from the reference photo, and only when something needs it (fitting the pose, retargeting, or
-  a model that takes the reference's pose); a photo with nobody in it is then an error that says to upload the
-  JSON. An uploaded file that nothing needs is not used, and the notes say so.
+  else estimated from the reference photo, and used only when something needs it (fitting the pose, retargeting,
+  or a model that takes the reference's pose). The photo is checked for a person either way, by the rule every
+  door applies (`pgat.inputs.check_person`: a half-body photo is enough): a photo with nobody in it is an error,
+  which says to upload the JSON when the pose is needed. An uploaded file that nothing needs is not used, and the
+  notes say so.
+- What is a usable image or pose is decided by `pgat.inputs`, as for the CLI and the server; its errors name the
+  pipelines' arguments, shown here by the labels of the inputs they come from (`SPACE_NAMES`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Callable, List, Optional
 
 import gradio as gr
 from PIL import UnidentifiedImageError
+
+from pgat.inputs import InputError
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE / "examples"
@@ -76,7 +82,32 @@ def _unreadable(label: Optional[str], error: Exception) -> gr.Error:
     return gr.Error(_short_paths(f"{name}: the uploaded file is not a readable image ({type(error).__name__}: {error})"))
 
 
+# how the Space names the pipelines' arguments (`pgat.inputs.InputError.argument`) in its errors: by the labels
+SPACE_NAMES = {
+    "reference_image": "Reference photo",
+    "target_pose": "Target pose",
+    "reference_pose": "Reference pose JSON",
+    "pose_sequence": "Pose sequence",
+    "person_image": "Person photo",
+    "garment_image": "Garment photo",
+    "person_mask": "Person mask",
+    "garment_mask": "Garment mask",
+    "person_pose": "Person pose",
+    "garment_pose": "Garment pose",
+}
+
+
 def _preprocess_readably(component, preprocess, payload):
+    from pgat.inputs import open_image
+
+    path = getattr(payload, "path", None) or (payload.get("path") if isinstance(payload, dict) else None)
+    try:
+        if isinstance(path, str) and os.path.isfile(path):
+            # the checks of every door, from the file's header, before Gradio decodes a pixel (a small file can
+            # declare an enormous image)
+            open_image(path, component.label or "image").close()
+    except InputError as e:
+        raise gr.Error(_short_paths(str(e))) from None
     try:
         return preprocess(payload)
     except gr.Error:
@@ -117,7 +148,9 @@ def readable(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (ValueError, OSError) as e:  # the package's input errors: already say what is wrong
+        except InputError as e:  # what `pgat.inputs` refused, named by the Space's labels
+            raise gr.Error(_short_paths(e.renamed(SPACE_NAMES))) from None
+        except (ValueError, OSError) as e:  # the package's other errors: already say what is wrong
             raise gr.Error(_short_paths(str(e))) from None
         except Exception as e:  # a bug: the log gets the traceback, the user one line
             logger.exception("request failed")
@@ -141,9 +174,8 @@ class Notes:
         gr.Info(text)
 
     def people(self, count: int, what: str) -> None:
-        """Say what happens for ``count`` people found in ``what`` (e.g. "the pose photo"): none is an error."""
-        if count == 0:
-            raise gr.Error(f"No person found in {what}: upload a photo where one person is seen whole (at least head, shoulders and hips).")
+        """Say what happens for ``count`` people found in ``what`` (e.g. "the pose photo"); nobody is refused by
+        `pgat.inputs.check_person` / `check_body` before this is asked."""
         if count > 1:
             self.warn(f"{what[0].upper()}{what[1:]} shows {count} people; the largest one was used.")
 
@@ -165,33 +197,75 @@ def reference_pose(models, picture, pose_file, needed_by: Optional[str], notes: 
         notes (`Notes`): where the decisions of this request are written.
         unused (`str`): the note for an uploaded file that nothing needs.
     """
-    from pgat.pose import load_openpose_json, read_openpose_json
+    from pgat.inputs import check_person, openpose_people, parse_json_file
 
     if pose_file is not None:
         if needed_by is None:
             notes.warn(unused)
-            return None
-        data, _ = load_openpose_json(pose_file)
-        people = read_openpose_json(data, return_all=True)
-        if len(people) > 1:
-            notes.warn(f"The reference pose JSON holds {len(people)} people; the largest one was used.")
-        return data
-    if needed_by is None:
-        return None
+        else:
+            data = parse_json_file(pose_file, "reference_pose")
+            people = openpose_people(data, "reference_pose")
+            if not people:
+                raise InputError("reference_pose", "OpenPose JSON with an empty 'people' list (nobody in it)", "at least one person")
+            if len(people) > 1:
+                notes.warn(f"The reference pose JSON holds {len(people)} people; the largest one was used.")
+            return data
     counter = models.people_counter()
     keypoints = counter(picture)
-    if counter.counts[-1] == 0:
-        raise gr.Error(
-            f"No person found in the reference photo, and {needed_by} needs the reference person's pose: upload a photo where one "
-            "person is seen whole (at least head, shoulders and hips), or give their pose as an OpenPose JSON file under Advanced."
-        )
+    try:
+        check_person(keypoints, "reference_image", picture.size, needed_by or "pose transfer")
+    except InputError as e:
+        if needed_by is None:
+            raise
+        raise InputError(e.argument, e.received, e.expected, hint="Or give the person's pose as an OpenPose JSON file under Advanced.") from None
     notes.people(counter.counts[-1], "the reference photo")
-    return keypoints
+    return keypoints if needed_by is not None else None
 
 
 def output_folder() -> Path:
     """A fresh folder for one request's files, inside the system temp folder that Gradio serves from."""
     return Path(tempfile.mkdtemp(prefix="pgat-space-"))
+
+
+def write_cached_images_atomically() -> None:
+    """Make Gradio write each picture it caches (outputs, and uploads read as file paths) to a temporary name beside
+    its place and rename it there, instead of writing it in place; keep a file already there.
+
+    Gradio 6.31's ``processing_utils.save_pil_to_cache`` names the file by the hash of the picture's bytes and writes
+    it in place every time (``write_bytes``: truncate, then write). Two requests that make the same picture at once
+    (the same preset pose's drawing, the same reference's skeleton) write the same file, and a client downloading
+    it meanwhile gets a body cut short ("peer closed connection without sending complete message body", seen with
+    8 and 16 clients at once). A rename is atomic, so a reader gets the old whole file or the new one; a file
+    already at that name holds the same bytes. Gradio's own ``save_file_to_cache`` already works this way.
+    """
+    from gradio import processing_utils
+
+    if getattr(processing_utils.save_pil_to_cache, "_pgat_atomic", False):
+        return
+
+    def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+        data = processing_utils.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        if path.exists():
+            try:
+                os.utime(path)  # Gradio's cache cleaner ages files by their time: one handed out again is touched
+            except OSError:
+                pass
+            return str(path)
+        fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(staging, path)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
+        return str(path)
+
+    save_pil_to_cache._pgat_atomic = True
+    processing_utils.save_pil_to_cache = save_pil_to_cache  # image_utils and the components call it through the module
 
 
 def launch(demo: gr.Blocks, concurrency_limit: Optional[int] = None) -> None:
@@ -201,6 +275,7 @@ def launch(demo: gr.Blocks, concurrency_limit: Optional[int] = None) -> None:
     ``PGAT_QUEUE_SIZE`` (default 32) requests may wait; ``PGAT_CONCURRENCY`` (default 2) run at once per event;
     uploads are limited to ``PGAT_MAX_FILE_SIZE`` (default ``"20mb"``).
     """
+    write_cached_images_atomically()  # requests served at once may return the same picture
     demo.queue(max_size=env_int("PGAT_QUEUE_SIZE", 32), default_concurrency_limit=concurrency_limit or env_int("PGAT_CONCURRENCY", 2))
     # the examples are served from beside this file, wherever the Space is started from
     demo.launch(max_file_size=os.environ.get("PGAT_MAX_FILE_SIZE") or "20mb", allowed_paths=[str(EXAMPLES)])

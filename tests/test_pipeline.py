@@ -116,7 +116,7 @@ def test_image_pose_through_blazepose(repo):
     assert out.images[0].size == (512, 512)
     nose, neck = out.target_poses[0, 0], out.target_poses[0, 1]
     assert 150 < nose[0] < 350 and 50 < nose[1] < 250 and neck[1] > nose[1]
-    with pytest.raises(ValueError, match="`target_pose`: no person found"):
+    with pytest.raises(ValueError, match="`target_pose`: the 64x64 pose photo, in which no person was found"):
         pipe(photo, np.full((64, 64, 3), 255, np.uint8))
 
 
@@ -162,14 +162,14 @@ def test_load_by_hub_id_from_a_real_cache_with_one_stage(repo, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "loaded 64 [64, 128]" in proc.stdout
-    assert "128: FileNotFoundError" in proc.stdout and "stage-0128" in proc.stdout
-    assert "256: `resolution`=256 is not in the Hub repository 'org/pgat-tiny': it has the stages 64, 128" in proc.stdout
+    assert "128: MissingInputError" in proc.stdout and "stage-0128" in proc.stdout  # a FileNotFoundError too
+    assert "256: `resolution`: 256, a stage that the Hub repository 'org/pgat-tiny' does not have; expected one of its stages: 64, 128" in proc.stdout
 
 
 def test_broken_repositories_give_clear_errors(repo, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(repo, broken)
-    with pytest.raises(ValueError, match="it has the stages 64, 128"):
+    with pytest.raises(ValueError, match="expected one of its stages: 64, 128"):
         PGATPipeline.from_pretrained(broken, resolution=512)
     weights = broken / "stage-0128" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated download
@@ -180,7 +180,7 @@ def test_broken_repositories_give_clear_errors(repo, tmp_path):
         PGATPipeline.from_pretrained(broken, resolution=128)
     config = broken / "stage-0064" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "_class_name": "LocalDiscriminator"}))
-    with pytest.raises(ValueError, match="config of a 'LocalDiscriminator', expected a 'PGATModel'"):
+    with pytest.raises(ValueError, match="the config of a 'LocalDiscriminator'; expected the config of a 'PGATModel'"):
         PGATPipeline.from_pretrained(broken, resolution=64)
     with pytest.raises(OSError, match="neither a local folder nor a reachable Hub repository"):
         PGATPipeline.from_pretrained(str(tmp_path / "nope"))
@@ -189,9 +189,9 @@ def test_broken_repositories_give_clear_errors(repo, tmp_path):
 @pytest.mark.parametrize(
     "pose, message",
     [
-        ({"people": []}, "`target_pose`: OpenPose JSON .* has no people"),
+        ({"people": []}, "`target_pose`: OpenPose JSON with an empty 'people' list"),
         ({"people": [{"pose_keypoints_2d": [1.0] * 30}]}, "30 values"),
-        (np.zeros((17, 2)), r"`target_pose` must have shape \(18, 2\) or \(18, 3\)"),
+        (np.zeros((17, 2)), r"`target_pose`: an array of shape \(17, 2\); expected shape \(18, 2\) or \(18, 3\)"),
         (np.full((18, 2), np.nan), "NaN"),
     ],
 )
@@ -205,7 +205,7 @@ def test_bad_reference_and_arguments(repo, sample, tmp_path):
     pipe = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=None)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="`reference_image` file .* is not a readable image"):
+    with pytest.raises(ValueError, match="`reference_image`: the file .*, which is not an image"):
         pipe(str(bad), sample[1])
     with pytest.raises(ValueError, match="`output_type` must be 'pil', 'np' or 'pt'"):
         pipe(sample[0], sample[1], output_type="latent")
@@ -274,9 +274,9 @@ def test_pose_aware_model_takes_the_given_reference_pose(pose_aware_repo, sample
     assert both.reference_poses.shape == (2, 18, 3)
     with pytest.raises(ValueError, match=r"`reference_pose` must be one pose or a list of one per reference image \(2\), got a list of 3"):
         pipe([reference, reference], [keypoints, keypoints], reference_pose=[reference_keypoints] * 3)
-    with pytest.raises(ValueError, match=r"`reference_pose` has no keypoint inside the 100x128 reference image, and this model \(reference_pose=True, warp_skips=True\)"):
+    with pytest.raises(ValueError, match=r"`reference_pose`: a reference pose for the 100x128 reference image with no visible keypoint"):
         pipe(reference, keypoints, reference_pose=np.full((18, 2), -1.0))
-    with pytest.raises(ValueError, match=r"`reference_pose` must have shape \(18, 2\) or \(18, 3\)"):
+    with pytest.raises(ValueError, match=r"`reference_pose`: an array of shape \(17, 2\); expected shape \(18, 2\) or \(18, 3\)"):
         pipe(reference, keypoints, reference_pose=np.zeros((17, 2)))
 
 
@@ -300,28 +300,37 @@ def test_pose_aware_model_estimates_the_reference_pose_once_per_reference(pose_a
 def test_pose_aware_model_without_a_person_or_an_estimator(pose_aware_repo, sample, counting_estimator):
     reference, keypoints = sample
     nobody = PGATPipeline.from_pretrained(pose_aware_repo, pose_estimator=counting_estimator(None))
-    with pytest.raises(ValueError, match=r"`reference_image`: no person found in the 100x128 reference photo, and this model .* needs the "
-                                         r"reference person's pose; pass `reference_pose=`"):
+    with pytest.raises(ValueError, match=r"`reference_image`: the 100x128 reference photo, in which no person was found; expected a photo of one "
+                                         r"person for this model \(reference_pose=True, warp_skips=True\).*Or pass `reference_pose=`"):
         nobody(reference, keypoints)
     blind = PGATPipeline.from_pretrained(pose_aware_repo, pose_estimator=None)
-    with pytest.raises(ValueError, match=r"this model \(reference_pose=True, warp_skips=True\) needs the reference person's pose; `reference_pose` "
-                                         r"was not given .* \(pose_estimator=None\): pass `reference_pose=`"):
+    with pytest.raises(ValueError, match=r"`reference_pose`: nothing, and `reference_image` is a photo, which needs a pose estimator .* \(pose_estimator=None\); "
+                                         r"expected the reference person's pose, which this model \(reference_pose=True, warp_skips=True\) needs: pass `reference_pose=`"):
         blind(reference, keypoints)
 
 
-def test_paper_model_never_estimates_the_reference_pose_unless_aligning(repo, sample, reference_keypoints, counting_estimator):
+def test_paper_model_only_looks_for_the_person_unless_aligning(repo, sample, reference_keypoints, counting_estimator):
+    """The paper's model does not read the reference's pose; the estimator only checks, once per reference photo,
+    that it shows a person (`pgat.inputs.check_person`), and a photo with nobody in it is refused."""
     reference, keypoints = sample
     estimator = counting_estimator(reference_keypoints)
     pipe = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=estimator)
     assert not pipe.model.needs_reference_pose
     plain = pipe(reference, [keypoints] * 2, output_type="np")
-    assert estimator.calls == [] and plain.reference_poses is None
+    assert estimator.calls == [(100, 128)] and plain.reference_poses is None  # once for two poses
+    estimator.calls.clear()
     unused = pipe(reference, keypoints, reference_pose=reference_keypoints, output_type="np")  # accepted, not used
     np.testing.assert_array_equal(unused.images, plain.images[:1])
-    assert unused.reference_poses is None and estimator.calls == []
+    assert unused.reference_poses is None and estimator.calls == [(100, 128)]
+    estimator.calls.clear()
     # align_pose needs it: estimated once for the reference, not once per pose
     aligned = pipe(reference, [keypoints] * 3, align_pose=True)
     assert estimator.calls == [(100, 128)] and aligned.reference_poses.shape == (1, 18, 3)
+    nobody = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=counting_estimator(None))
+    with pytest.raises(ValueError, match=r"`reference_image`: the 100x128 reference photo, in which no person was found; expected a photo of one person for pose transfer"):
+        nobody(reference, keypoints)
+    blind = PGATPipeline.from_pretrained(repo, resolution=64, pose_estimator=None)  # cannot look: used as given
+    np.testing.assert_array_equal(blind(reference, keypoints, output_type="np").images, plain.images[:1])
 
 
 def test_cli_transfer_reference_pose(pose_aware_repo, sample, reference_keypoints, tmp_path, capsys):
@@ -343,8 +352,8 @@ def test_cli_transfer_reference_pose(pose_aware_repo, sample, reference_keypoint
     capsys.readouterr()
     # errors reach the user as one message, exit code 2
     assert main([*base, "-o", str(tmp_path / "x.png"), "--reference-pose", str(tmp_path / "missing.npy")]) == 2
-    assert "`reference_pose` file" in capsys.readouterr().err
+    assert "pgat: error: `--reference-pose`: '" in capsys.readouterr().err
     np.save(tmp_path / "short.npy", reference_keypoints[:17])
     assert main([*base, "-o", str(tmp_path / "x.png"), "--reference-pose", str(tmp_path / "short.npy")]) == 2
-    assert "`reference_pose` must have shape (18, 2) or (18, 3)" in capsys.readouterr().err
+    assert "pgat: error: `--reference-pose`: an array of shape (17, 2); expected shape (18, 2) or (18, 3)" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()

@@ -286,20 +286,20 @@ def test_no_backend_available_is_one_error_naming_both(tmp_path, monkeypatch, em
 
 
 def test_bad_images_are_clear_errors(blazepose, tmp_path, astronaut):
-    with pytest.raises(FileNotFoundError, match="`image` file .*missing.png' does not exist"):
+    with pytest.raises(FileNotFoundError, match="`image`: '.*missing.png', which does not exist"):
         blazepose(tmp_path / "missing.png")
     (tmp_path / "notes.png").write_text("not an image")
-    with pytest.raises(ValueError, match="`image` file .*notes.png' is not a readable image"):
+    with pytest.raises(ValueError, match="`image`: the file '.*notes.png', which is not an image"):
         blazepose(tmp_path / "notes.png")
-    with pytest.raises(ValueError, match=r"`image` array must be \(H, W\), \(H, W, 3\) or \(H, W, 4\), got shape \(512, 512, 5\)"):
+    with pytest.raises(ValueError, match=r"`image`: an array of shape \(512, 512, 5\); expected an \(H, W\), \(H, W, 3\) or \(H, W, 4\) array"):
         blazepose(np.zeros((512, 512, 5), np.uint8))
-    with pytest.raises(ValueError, match=r"float array values must be in \[0, 1\], got \[0, 255\]"):
+    with pytest.raises(ValueError, match=r"`image`: a float array with values in \[0, 255\]; expected uint8, or float values in \[0, 1\]"):
         blazepose(astronaut.astype(np.float32))
-    with pytest.raises(ValueError, match=r"tensor values must be in \[-1, 1\]"):
+    with pytest.raises(ValueError, match=r"`image`: a tensor with values in \[0, 255\]; expected a float tensor in \[-1, 1\]"):
         blazepose(torch.from_numpy(astronaut).permute(2, 0, 1).float())
-    with pytest.raises(ValueError, match=r"as a tensor must be float \(3, H, W\)"):
+    with pytest.raises(ValueError, match=r"`image`: a torch.float32 tensor of shape \(4, 64, 64\); expected a float \(3, H, W\)"):
         blazepose(torch.zeros(4, 64, 64))
-    with pytest.raises(ValueError, match="must be a file path, a PIL image, a numpy array or a torch tensor, got list"):
+    with pytest.raises(ValueError, match="`image`: a list of 1 items; expected an image file"):
         blazepose([[0, 0, 0]])
 
 

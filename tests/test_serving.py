@@ -150,7 +150,7 @@ def test_pose_as_base64_photo_runs_the_estimator(handler, reference_pipe):
     np.testing.assert_array_equal(np.asarray(decode(out["image"]).convert("RGB")), np.asarray(expected.images[0]))
 
     nobody = handler({"inputs": {"reference_image": b64(photo), "target_pose": b64(np.full((64, 64, 3), 255, np.uint8))}})
-    assert nobody["field"] == "inputs.target_pose" and "no person found" in nobody["error"]
+    assert nobody["field"] == "inputs.target_pose" and "in which no person was found" in nobody["error"]
 
 
 def test_pipeline_py_gives_the_handlers_response(repo, handler, sample):
@@ -210,7 +210,7 @@ def _png_bytes(size=(8, 8)):
 
 def _gif():
     buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, format="GIF")
+    Image.new("RGB", (64, 64)).save(buffer, format="GIF")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -226,19 +226,21 @@ BAD = [
     ("unknown input", {"inputs": {"reference_image": REF, "target_pose": POSE, "mask": REF}}, "inputs.mask", r"unknown input `inputs.mask`"),
     ("not base64", {"inputs": {"reference_image": "a photo of me!", "target_pose": POSE}}, "inputs.reference_image", r"not valid base64"),
     ("base64 of text", {"inputs": {"reference_image": base64.b64encode(b"hello world").decode(), "target_pose": POSE}},
-     "inputs.reference_image", r"11 bytes that are not an image .*expected a base64 string of a PNG or JPEG"),
+     "inputs.reference_image", r"`inputs.reference_image`: 11 bytes, which is not an image \(it starts with b'hello wo'\); expected a PNG, JPEG"),
     ("a GIF", {"inputs": {"reference_image": _gif(), "target_pose": POSE}}, "inputs.reference_image", r"is a GIF image; expected .*PNG or JPEG"),
     ("truncated PNG", {"inputs": {"reference_image": base64.b64encode(_png_bytes((64, 64))[:60]).decode(), "target_pose": POSE}},
-     "inputs.reference_image", r"corrupt or truncated PNG"),
+     "inputs.reference_image", r"60 bytes, a truncated or corrupt PNG image"),
     ("reference a number", {"inputs": {"reference_image": 7, "target_pose": POSE}}, "inputs.reference_image", r"got the number 7"),
-    ("over-size image", {"inputs": {"reference_image": base64.b64encode(_png_bytes((4097, 8))).decode(), "target_pose": POSE}},
-     "inputs.reference_image", r"4097x8 image; this server takes images of at most 4096 pixels a side"),
-    ("17 keypoints", {"inputs": {"reference_image": REF, "target_pose": [[10, 10]] * 17}}, "inputs.target_pose", r"shape \(18, 2\) or \(18, 3\).*got shape \(17, 2\)"),
-    ("4 numbers a keypoint", {"inputs": {"reference_image": REF, "target_pose": [[10, 10, 1, 1]] * 18}}, "inputs.target_pose", r"got shape \(18, 4\)"),
-    ("ragged keypoints", {"inputs": {"reference_image": REF, "target_pose": [[10, 10]] * 17 + [[1]]}}, "inputs.target_pose", r"numeric array of shape \(18, 2\)"),
+    ("over-size image", {"inputs": {"reference_image": base64.b64encode(_png_bytes((4097, 1100))).decode(), "target_pose": POSE}},
+     "inputs.reference_image", r"4097x1100 image; this server takes images of at most 4096 pixels a side"),
+    ("too small an image", {"inputs": {"reference_image": base64.b64encode(_png_bytes((16, 16))).decode(), "target_pose": POSE}},
+     "inputs.reference_image", r"`inputs.reference_image`: a 16x16 PNG image; expected at least 32 pixels on its shorter side"),
+    ("17 keypoints", {"inputs": {"reference_image": REF, "target_pose": [[10, 10]] * 17}}, "inputs.target_pose", r"an array of shape \(17, 2\); expected shape \(18, 2\) or \(18, 3\)"),
+    ("4 numbers a keypoint", {"inputs": {"reference_image": REF, "target_pose": [[10, 10, 1, 1]] * 18}}, "inputs.target_pose", r"an array of shape \(18, 4\); expected"),
+    ("ragged keypoints", {"inputs": {"reference_image": REF, "target_pose": [[10, 10]] * 17 + [[1]]}}, "inputs.target_pose", r"a list of 18 items that is not all numbers; expected an \(18, 2\) or \(18, 3\) array of numbers"),
     ("OpenPose without people", {"inputs": {"reference_image": REF, "target_pose": {"version": 1.3}}}, "inputs.target_pose", r"'people' list"),
     ("OpenPose with 17 points", {"inputs": {"reference_image": REF, "target_pose": {"people": [{"pose_keypoints_2d": [1.0] * 51}]}}},
-     "inputs.target_pose", r"has 51 values; expected 54"),
+     "inputs.target_pose", r"has 51 values; expected OpenPose JSON: an object with a 'people' list, each person with 'pose_keypoints_2d' of 54"),
     ("pose a number", {"inputs": {"reference_image": REF, "target_pose": 3}}, "inputs.target_pose", r"must be an OpenPose JSON object, an \(18, 2\|3\) list"),
     ("unknown parameter", {"inputs": {"reference_image": REF, "target_pose": POSE}, "parameters": {"guidance_scale": 7}},
      "parameters.guidance_scale", r"unknown parameter `parameters.guidance_scale` for task 'image'"),
@@ -258,11 +260,11 @@ BAD = [
      "inputs.pose_sequence", r"has 121 poses; this server makes videos of at most 120 frames"),
     # one (18, 2) pose where a list of poses belongs: its first "pose" is a single [x, y]
     ("one pose as the sequence", {"inputs": {"reference_image": REF, "pose_sequence": POSE}, "parameters": {"task": "video", "retarget": False}},
-     "inputs.pose_sequence[0]", r"must have shape \(18, 2\) or \(18, 3\).*got shape \(2,\)"),
+     "inputs.pose_sequence[0]", r"`inputs.pose_sequence\[0\]`: an array of shape \(2,\); expected shape \(18, 2\) or \(18, 3\)"),
     ("empty sequence", {"inputs": {"reference_image": REF, "pose_sequence": []}, "parameters": {"task": "video"}},
      "inputs.pose_sequence", r"non-empty list of poses"),
     ("a bad frame", {"inputs": {"reference_image": REF, "pose_sequence": [POSE, [[1, 2]] * 5]}, "parameters": {"task": "video", "retarget": False}},
-     "inputs.pose_sequence[1]", r"`inputs.pose_sequence\[1\]` must have shape"),
+     "inputs.pose_sequence[1]", r"`inputs.pose_sequence\[1\]`: an array of shape \(5, 2\)"),
     ("fps out of range", {"inputs": {"reference_image": REF, "pose_sequence": [POSE]}, "parameters": {"task": "video", "fps": 0}},
      "parameters.fps", r"number in \(0, 240\], got the number 0"),
     ("target_pose in a video", {"inputs": {"reference_image": REF, "target_pose": POSE}, "parameters": {"task": "video"}},
@@ -375,7 +377,7 @@ def test_http_server_serves_the_repository(server, handler, sample):
     assert _request(server + "/predict", payload)[0] == 200
 
     status, error = _request(server + "/", {"inputs": {"reference_image": b64(reference), "target_pose": [[1, 1]] * 17}})
-    assert status == 400 and error["field"] == "inputs.target_pose" and "got shape (17, 2)" in error["error"]
+    assert status == 400 and error["field"] == "inputs.target_pose" and "an array of shape (17, 2)" in error["error"]
     status, error = _request(server + "/", raw=b"reference=me.png")
     assert status == 400 and error["field"] == "body" and "not JSON" in error["error"]
 
@@ -438,6 +440,7 @@ def test_pose_aware_model_and_a_photo_with_nobody_is_a_400(pose_aware_repo, samp
     ):
         out, status = serving.run(payload)
         assert status == 400 and out["field"] == "inputs.reference_image", out
-        assert re.search(r"no person found in the 100x128 `inputs.reference_image`, and this model .* send it as `inputs.reference_pose`", out["error"])
+        assert re.search(r"`inputs.reference_image`: the 100x128 reference photo, in which no person was found; expected a photo of one person for this "
+                         r"model .* Or send the pose as `inputs.reference_pose`", out["error"]), out
     response = TestClient(create_app(handler=serving)).post("/", json=payload)
     assert response.status_code == 400 and response.json()["field"] == "inputs.reference_image"

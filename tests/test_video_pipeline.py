@@ -445,7 +445,7 @@ def test_driving_video_through_blazepose(pipe, driving_video, tmp_path):
     broken.write_bytes(b"not a video at all" * 100)
     with pytest.raises(ValueError, match="`pose_sequence`.*broken.mp4.*not a readable video"):
         video_pipe(ref["image"], broken)
-    with pytest.raises(ValueError, match="video, which needs a pose estimator"):
+    with pytest.raises(ValueError, match="`pose_sequence`: the video '.*march.mp4', which needs a pose estimator"):
         pipe(ref["image"], path)
 
 
@@ -454,9 +454,9 @@ def test_bad_inputs(pipe, reference, march_dir, tmp_path):
     seq = np.repeat(kps[None], 4, axis=0)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="`pose_sequence`.*empty.*no JSON file"):
+    with pytest.raises(FileNotFoundError, match="`pose_sequence`: the folder .*empty', which holds no JSON file"):
         pipe(image, empty)
-    with pytest.raises(FileNotFoundError, match="`pose_sequence` '.*nowhere' does not exist"):
+    with pytest.raises(FileNotFoundError, match="`pose_sequence`: '.*nowhere', which does not exist"):
         pipe(image, tmp_path / "nowhere")
     with pytest.raises(ValueError, match=r"`pose_sequence` must have shape.*got shape \(4, 17, 2\)"):
         pipe(image, seq[:, :17])
@@ -466,9 +466,9 @@ def test_bad_inputs(pipe, reference, march_dir, tmp_path):
     with pytest.raises(ValueError, match="000_keypoints.json.*57 values"):
         pipe(image, wrong)
     one = sorted(march_dir.glob("*.json"))[0]
-    with pytest.raises(ValueError, match="single JSON file; pass the folder"):
+    with pytest.raises(ValueError, match="the single JSON file .*; expected the folder holding one OpenPose JSON file per frame"):
         pipe(image, one)
-    with pytest.raises(ValueError, match="no keypoint in any"):
+    with pytest.raises(ValueError, match=r"`pose_sequence`: a sequence of 3 frames in none of which a body is placed \(frame 0: no visible keypoint"):
         pipe(image, np.full((3, 18, 2), -1.0), retarget=False)
     with pytest.raises(ValueError, match="`output_path` must end in .mp4"):
         pipe(image, seq, output_path=tmp_path / "out.gif", reference_pose=kps)
@@ -484,11 +484,11 @@ def test_bad_inputs(pipe, reference, march_dir, tmp_path):
         pipe(image, seq, smoothing={"cutoff": 2.0}, reference_pose=kps)
     with pytest.raises(ValueError, match="`reference_image` must be one image"):
         pipe([image, image], seq, reference_pose=kps)
-    with pytest.raises(ValueError, match="image, which needs a pose estimator"):
+    with pytest.raises(ValueError, match="a photo, which needs a pose estimator"):
         pipe(image, seq)  # retargeting needs the reference pose, and this pipeline cannot estimate it
     blank = np.full((64, 64, 3), 255, np.uint8)
     nobody = PGATVideoPipeline(model=pipe.model, pose_estimator=lambda im: np.tile(np.float32([-1, -1, 0]), (18, 1)))
-    with pytest.raises(ValueError, match="no person found in the"):
+    with pytest.raises(ValueError, match="`reference_image`: the 64x64 reference photo, in which no person was found"):
         nobody(blank, seq)
 
 
@@ -523,7 +523,7 @@ def test_cli_video_end_to_end(pipe, reference, march, tmp_path, monkeypatch, cap
     rc = main(["video", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "poses.npy"), "-o", str(out)])
     assert rc == 2 and "pass --model" in capsys.readouterr().err
     rc = main(["video", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "missing"), "-o", str(out), "--model", str(repo)])
-    assert rc == 2 and "`pose_sequence`" in capsys.readouterr().err
+    assert rc == 2 and "pgat: error: `--poses`: '" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,21 +579,28 @@ def test_pose_aware_video_without_a_person_or_an_estimator(pose_aware, reference
     image, kps = reference
     seq = np.repeat(kps[None], 3, axis=0)
     nobody = PGATVideoPipeline(model=pose_aware, pose_estimator=counting_estimator(None))
-    with pytest.raises(ValueError, match=r"`reference_image`: no person found in the 128x128 reference photo, and this model .* pass `reference_pose=`") as info:
+    with pytest.raises(ValueError, match=r"`reference_image`: the 128x128 reference photo, in which no person was found; expected a photo of one person "
+                                         r"for this model .* Or pass `reference_pose=`") as info:
         nobody(image, seq, retarget=False)
     assert "retarget=False" not in str(info.value)  # not a way out: the model itself needs the pose
     blind = PGATVideoPipeline(model=pose_aware, pose_estimator=None)
-    with pytest.raises(ValueError, match=r"this model .* needs the reference person's pose; .*pose_estimator=None.*pass `reference_pose=`"):
+    with pytest.raises(ValueError, match=r"pose_estimator=None.*expected the reference person's pose, which this model .* needs: pass `reference_pose=`"):
         blind(image, seq, retarget=False)
 
 
-def test_paper_model_video_estimates_nothing_without_retargeting(pipe, reference, counting_estimator):
+def test_paper_model_video_only_looks_for_the_person_without_retargeting(pipe, reference, counting_estimator):
+    """Without retargeting the paper's model uses no reference pose; the estimator looks once, on the reference
+    photo, for a person (`pgat.inputs.check_person`), not once per frame."""
     image, kps = reference
     estimator = counting_estimator(kps)
     paper = PGATVideoPipeline(model=pipe.model, pose_estimator=estimator)
     paper.set_progress_bar_config(disable=True)
     out = paper(image, np.repeat(kps[None], 3, axis=0), retarget=False)
-    assert len(estimator.calls) == 0 and out.reference_pose is None
+    assert estimator.calls == [image.shape[1::-1]] and out.reference_pose is None
+    estimator.calls.clear()
+    nobody = PGATVideoPipeline(model=pipe.model, pose_estimator=counting_estimator(None))
+    with pytest.raises(ValueError, match="`reference_image`: .* reference photo, in which no person was found"):
+        nobody(image, np.repeat(kps[None], 3, axis=0), retarget=False)
     assert paper(image, np.repeat(kps[None], 3, axis=0)).reference_pose is not None and len(estimator.calls) == 1  # retargeting uses it
 
 
@@ -615,4 +622,4 @@ def test_cli_video_reference_pose(pose_aware, reference, tmp_path, capsys):
     assert len(frames) == 4 and np.abs(frames[0].astype(float) - np.asarray(expected[0], float)).mean() < 6
     rc = main(["video", str(tmp_path / "ref.png"), "--poses", str(tmp_path / "poses.npy"), "-o", str(out), "--model", str(repo),
                "--no-retarget", "--reference-pose", str(tmp_path / "nope.json")])
-    assert rc == 2 and "`reference_pose`" in capsys.readouterr().err
+    assert rc == 2 and "pgat: error: `--reference-pose`: '" in capsys.readouterr().err

@@ -53,6 +53,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# how the commands name the pipelines' arguments (`pgat.inputs.InputError.argument`) in their errors
+CLI_NAMES = {
+    "reference_image": "REF",
+    "target_pose": "--pose",
+    "reference_pose": "--reference-pose",
+    "pose_sequence": "--poses",
+    "person_image": "PERSON",
+    "garment_image": "GARMENT",
+    "person_mask": "--person-mask",
+    "garment_mask": "--garment-mask",
+    "person_pose": "--person-pose",
+    "garment_pose": "--garment-pose",
+    "model": "--model",
+    "pretrained_model_name_or_path": "--model",
+    "resolution": "--resolution",
+}
+
+
+def error_message(error: Exception) -> str:
+    """A refusal as the command line says it: an input error names the command's own argument (``--pose``, not
+    ``target_pose``); any other message is shown as it is."""
+    from .inputs import InputError
+
+    return error.renamed(CLI_NAMES) if isinstance(error, InputError) else str(error)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -62,7 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as e:  # bad input, missing or unreadable files: a message, not a traceback
-        print(f"pgat: error: {e}", file=sys.stderr)
+        print(f"pgat: error: {error_message(e)}", file=sys.stderr)
         return 2
 
 

@@ -122,9 +122,14 @@ def write_serving_files(repo_dir: Union[str, os.PathLike]) -> List[Path]:
     return done
 
 
+MODEL = "pretrained_model_name_or_path"  # the argument a refused repository is named by (the CLI's --model)
+
+
 def missing_stage_error(where: str, resolution: int, present: Sequence[int]) -> ValueError:
+    from .inputs import InputError
+
     have = ", ".join(str(r) for r in present) if present else "none"
-    return ValueError(f"`resolution`={resolution} is not in {where}: it has the stages {have}")
+    return InputError("resolution", f"{resolution}, a stage that {where} does not have", f"one of its stages: {have}")
 
 
 def model_card_template() -> Path:
@@ -225,14 +230,18 @@ def resolve_stage(
         try:
             index_file = hf_hub_download(repo_id, MODEL_INDEX, **kwargs)
         except Exception as e:  # not found, offline without a cached copy, bad id: one message for the user
-            raise OSError(
-                f"`pretrained_model_name_or_path` {repo_id!r} is neither a local folder nor a reachable Hub repository "
-                f"with a {MODEL_INDEX} ({type(e).__name__}: {e})"
+            from .inputs import MissingInputError
+
+            raise MissingInputError(
+                MODEL, f"{repo_id!r}, which is neither a local folder nor a reachable Hub repository with a {MODEL_INDEX} ({type(e).__name__}: {e})",
+                "a local PGAT repository folder, or a Hub id that can be downloaded (or is in the local cache)",
             ) from e
         present = sorted(int(r) for r in json.loads(Path(index_file).read_text()).get("stages", []))
         where = f"the Hub repository {repo_id!r}"
     if not present:
-        raise ValueError(f"{where} has no stage folders (stage-0064 ... stage-1024 with a config.json)")
+        from .inputs import InputError
+
+        raise InputError(MODEL, f"{where}, which has no stage folders", "a PGAT repository: stage-0064 ... stage-1024 folders, each with a config.json")
     resolution = present[-1] if resolution is None else resolution
     if resolution not in present:
         raise missing_stage_error(where, resolution, present)
@@ -260,26 +269,29 @@ def load_model_folder(folder: Union[str, os.PathLike], model_class=None, torch_d
     """
     from safetensors import SafetensorError, safe_open
 
+    from .inputs import InputError, MissingInputError
+
     if model_class is None:
         from .models import PGATModel as model_class
     folder = Path(folder)
     missing = [n for n in ("config.json", WEIGHTS_NAME) if not (folder / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"'{folder}' is not a complete {model_class.__name__} folder: missing {', '.join(missing)}")
+        raise MissingInputError(MODEL, f"'{folder}', which is not a complete {model_class.__name__} folder: missing {', '.join(missing)}",
+                                f"a folder with config.json and {WEIGHTS_NAME}")
     try:
         config = json.loads((folder / "config.json").read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"'{folder / 'config.json'}' is not valid JSON: {e}") from None
-    found = config.get("_class_name")
+        raise InputError(MODEL, f"'{folder / 'config.json'}', which is not valid JSON ({e})", f"the config.json of a {model_class.__name__}") from None
+    found = config.get("_class_name") if isinstance(config, dict) else None
     if found != model_class.__name__:
-        raise ValueError(f"'{folder / 'config.json'}' is the config of a {found!r}, expected a {model_class.__name__!r}")
+        raise InputError(MODEL, f"'{folder / 'config.json'}', the config of a {found!r}", f"the config of a {model_class.__name__!r}")
     try:
         with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
             for key in f.keys():
                 f.get_slice(key)
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"'{folder / WEIGHTS_NAME}' is corrupt or truncated: {e}") from None
+        raise InputError(MODEL, f"'{folder / WEIGHTS_NAME}', which is corrupt or truncated ({e})", "a complete safetensors file") from None
     try:
         return model_class.from_pretrained(folder, torch_dtype=torch_dtype)
     except (RuntimeError, ValueError, OSError) as e:  # shapes that do not fit the config, unreadable tensors
-        raise ValueError(f"'{folder}' could not be loaded as a {model_class.__name__}: {e}") from None
+        raise InputError(MODEL, f"'{folder}', which could not be loaded as a {model_class.__name__} ({e})", "the weights its config describes") from None

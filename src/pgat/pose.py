@@ -77,23 +77,25 @@ def visible(keypoints: Union[np.ndarray, torch.Tensor]):
 
 
 def check_keypoints(keypoints: ArrayLike, name: str = "keypoints", allow_confidence: bool = False) -> np.ndarray:
-    """Return ``keypoints`` as a float32 ``(18, 2)`` (or ``(18, 3)``) array, or raise a ``ValueError``
-    that names the argument, what it received and what was expected."""
+    """Return ``keypoints`` as a float32 ``(18, 2)`` (or ``(18, 3)``) array, or raise a `pgat.inputs.InputError`
+    (a ``ValueError``) that names the argument, what it received and what was expected."""
+    from .inputs import InputError, describe
+
+    want = "(18, 2) or (18, 3)" if allow_confidence else "(18, 2)"
     if isinstance(keypoints, torch.Tensor):
         keypoints = keypoints.detach().cpu().numpy()
+    if isinstance(keypoints, (str, bytes, dict)):
+        raise InputError(name, describe(keypoints), f"a numeric array of shape {want} (COCO-18 keypoints as x, y pixels)")
     try:
         arr = np.asarray(keypoints, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"`{name}` must be a numeric array of shape (18, 2), got {type(keypoints).__name__}: {e}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(name, f"{describe(keypoints)} that is not all numbers", f"a numeric array of shape {want}") from None
     widths = (2, 3) if allow_confidence else (2,)
     if arr.ndim != 2 or arr.shape[0] != NUM_KEYPOINTS or arr.shape[1] not in widths:
-        want = "(18, 2) or (18, 3)" if allow_confidence else "(18, 2)"
-        raise ValueError(
-            f"`{name}` must have shape {want} (COCO-18 keypoints as x, y pixels), got shape {tuple(arr.shape)}"
-        )
+        raise InputError(name, f"an array of shape {tuple(arr.shape)}", f"shape {want} (COCO-18 keypoints as x, y pixels)")
     if not np.isfinite(arr).all():
         bad = sorted({COCO18_NAMES[i] for i in np.argwhere(~np.isfinite(arr))[:, 0]})
-        raise ValueError(f"`{name}` contains NaN or infinite coordinates (at {', '.join(bad)}); mark a missing point as (-1, -1)")
+        raise InputError(name, f"NaN or infinite coordinates (at {', '.join(bad)})", "finite numbers; mark a missing point as (-1, -1)")
     return arr
 
 
@@ -149,41 +151,11 @@ def _person_area(kps: np.ndarray) -> float:
 
 
 def _people_from_openpose(data: Mapping[str, Any], source: str) -> list:
-    if not isinstance(data, Mapping) or "people" not in data:
-        keys = list(data.keys()) if isinstance(data, Mapping) else type(data).__name__
-        raise ValueError(f"OpenPose JSON {source} must be an object with a 'people' list, got {keys}")
-    people = data["people"]
-    if not isinstance(people, list):
-        raise ValueError(f"OpenPose JSON {source}: 'people' must be a list, got {type(people).__name__}")
-    out = []
-    for i, person in enumerate(people):
-        flat = None
-        for key in ("pose_keypoints_2d", "pose_keypoints"):
-            if isinstance(person, Mapping) and key in person:
-                flat = person[key]
-                break
-        if flat is None:
-            raise ValueError(f"OpenPose JSON {source}: people[{i}] has no 'pose_keypoints_2d' (or 'pose_keypoints') list")
-        try:
-            arr = np.asarray(flat, dtype=np.float32).reshape(-1)
-        except (TypeError, ValueError):
-            raise ValueError(f"OpenPose JSON {source}: people[{i}].pose_keypoints_2d must be numbers") from None
-        if arr.size == 18 * 3:
-            arr = arr.reshape(18, 3)
-        elif arr.size == 25 * 3:
-            arr = arr.reshape(25, 3)[list(BODY25_TO_COCO18)]
-        else:
-            raise ValueError(
-                f"OpenPose JSON {source}: people[{i}].pose_keypoints_2d has {arr.size} values; expected 54 "
-                f"(COCO-18 x, y, confidence triples) or 75 (BODY_25)"
-            )
-        if not np.isfinite(arr).all():
-            raise ValueError(f"OpenPose JSON {source}: people[{i}] contains NaN or infinite values")
-        arr = arr.copy()
-        missing = arr[:, 2] <= 0
-        arr[missing] = (-1.0, -1.0, 0.0)
-        out.append(arr)
-    return out
+    """Every person of parsed OpenPose JSON, ``(18, 3)`` each (`pgat.inputs.openpose_people`: the one reader, whose
+    errors name ``source``, the file, or ``pose`` for a dict)."""
+    from .inputs import openpose_people
+
+    return openpose_people(data, source.strip("'") if source != "(dict)" else "pose")
 
 
 def load_openpose_json(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]]) -> Tuple[Mapping[str, Any], str]:

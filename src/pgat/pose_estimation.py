@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .pose import COCO18_NAMES, NUM_KEYPOINTS, _person_area
 
@@ -97,50 +98,14 @@ class PoseEstimate:
 
 
 def load_image_rgb(image: ImageInput, name: str = "image") -> np.ndarray:
-    """Turn any accepted image into an ``(H, W, 3)`` uint8 RGB array, or raise a clear error.
+    """Turn any accepted image into an ``(H, W, 3)`` uint8 RGB array, or raise a clear error
+    (`pgat.inputs.read_image`: a file path, a PIL image, an ``(H, W[, 3|4])`` uint8 or [0, 1] float array, or a
+    ``(3, H, W)`` / ``(1, 3, H, W)`` tensor in [-1, 1]; size limits checked, files before decoding)."""
+    from .inputs import image_array, read_image
 
-    Accepts a file path, a PIL image, an ``(H, W)`` / ``(H, W, 3|4)`` numpy array (uint8, or float in
-    [0, 1] as diffusers returns them) and a ``(3, H, W)`` / ``(1, 3, H, W)`` torch tensor in [-1, 1]
-    (the package's own convention).
-    """
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"`{name}` file '{path}' does not exist")
-        try:
-            with Image.open(path) as im:
-                image = im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"`{name}` file '{path}' is not a readable image: {e}") from None
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    if isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        if t.ndim == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.ndim != 3 or t.shape[0] != 3 or not torch.is_floating_point(t):
-            raise ValueError(f"`{name}` as a tensor must be float (3, H, W) or (1, 3, H, W) in [-1, 1], got {t.dtype} {tuple(image.shape)}")
-        if t.min() < -1.001 or t.max() > 1.001:
-            raise ValueError(f"`{name}` tensor values must be in [-1, 1], got [{t.min().item():.3g}, {t.max().item():.3g}]")
-        arr = ((t.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        return np.ascontiguousarray(arr)
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.ndim == 2:
-            arr = arr[:, :, None].repeat(3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-            raise ValueError(f"`{name}` array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-        if arr.shape[0] < 2 or arr.shape[1] < 2:
-            raise ValueError(f"`{name}` must be at least 2x2 pixels, got {arr.shape[1]}x{arr.shape[0]}")
-        arr = arr[:, :, :3]
-        if arr.dtype == np.uint8:
-            return np.ascontiguousarray(arr)
-        if np.issubdtype(arr.dtype, np.floating):
-            if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-                raise ValueError(f"`{name}` float array values must be in [0, 1], got [{np.nanmin(arr):.3g}, {np.nanmax(arr):.3g}]")
-            return np.ascontiguousarray((arr * 255).round().astype(np.uint8))
-        raise ValueError(f"`{name}` array must be uint8 or float in [0, 1], got dtype {arr.dtype}")
-    raise ValueError(f"`{name}` must be a file path, a PIL image, a numpy array or a torch tensor, got {type(image).__name__}")
+    if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+        return np.asarray(read_image(image, name))
+    return image_array(image, name)
 
 
 def _missing_pose() -> np.ndarray:
@@ -283,6 +248,27 @@ def _weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, 
     return out
 
 
+@contextmanager
+def _native_stderr_quiet():
+    """Silence what native code writes to file descriptor 2 (TFLite's INFO lines) while the block runs; Python's
+    own ``sys.stderr`` and errors raised in the block are untouched. Where fd 2 cannot be redirected (no such
+    descriptor, e.g. under some embedders), the block runs as it is."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -x))  # 1 / (1 + e^-x) without overflow
 
@@ -345,10 +331,11 @@ class BlazePoseEstimator(PoseEstimator):
         from ai_edge_litert.interpreter import Interpreter
 
         threads = int(num_threads) if num_threads else (os.cpu_count() or 1)
-        self._detector = Interpreter(model_path=str(self.model_dir / BLAZEPOSE_FILES[0]), num_threads=threads)
-        self._landmarker = Interpreter(model_path=str(self.model_dir / BLAZEPOSE_FILES[1]), num_threads=threads)
-        self._detector.allocate_tensors()
-        self._landmarker.allocate_tensors()
+        with _native_stderr_quiet():  # TFLite's "Created XNNPACK delegate" line: not a message for our users
+            self._detector = Interpreter(model_path=str(self.model_dir / BLAZEPOSE_FILES[0]), num_threads=threads)
+            self._landmarker = Interpreter(model_path=str(self.model_dir / BLAZEPOSE_FILES[1]), num_threads=threads)
+            self._detector.allocate_tensors()
+            self._landmarker.allocate_tensors()
         det_out = {tuple(d["shape"][1:]): d["index"] for d in self._detector.get_output_details()}
         self._det_in = self._detector.get_input_details()[0]["index"]
         self._det_boxes, self._det_scores = det_out[(2254, 12)], det_out[(2254, 1)]

@@ -74,7 +74,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from diffusers.utils import logging
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 logger = logging.get_logger(__name__)
 
@@ -159,12 +159,10 @@ def decode_image(value, field: str, max_side: int = MAX_IMAGE_SIDE) -> Image.Ima
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
         raise PayloadError(field, f"`{field}` is not valid base64 ({e}); expected {expected}") from None
-    try:
-        image = Image.open(io.BytesIO(raw))
-    except Image.DecompressionBombError as e:
-        raise PayloadError(field, f"`{field}` is too large an image ({e}); the limit is {max_side} pixels a side") from None
-    except (UnidentifiedImageError, OSError):
-        raise PayloadError(field, f"`{field}` decodes to {len(raw)} bytes that are not an image (starting {raw[:8]!r}); expected {expected}") from None
+    from .inputs import UnreadableImageError, open_image
+
+    # the checks every door makes (not an image, animated, pixel limit, sides, aspect ratio), from the header
+    image = open_image(raw, field)
     if image.format not in IMAGE_FORMATS:
         raise PayloadError(field, f"`{field}` is a {image.format} image; expected {expected}")
     width, height = image.size
@@ -174,8 +172,8 @@ def decode_image(value, field: str, max_side: int = MAX_IMAGE_SIDE) -> Image.Ima
         )
     try:
         image.load()  # header-only until here: a truncated file fails now, not in the model
-    except (OSError, SyntaxError, ValueError) as e:
-        raise PayloadError(field, f"`{field}` is a corrupt or truncated {image.format} image ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise UnreadableImageError(field, f"{len(raw)} bytes, a truncated or corrupt {image.format} image ({e})", "a complete image file") from None
     return image.convert("RGB")
 
 
@@ -188,15 +186,12 @@ def encode_png(image: Image.Image) -> str:
 def parse_pose(value, field: str, max_side: int = MAX_IMAGE_SIDE):
     """A pose from JSON into a form `pgat.pipelines.utils.resolve_pose` takes: the OpenPose object as it is,
     a keypoint list as a checked ``(18, 2|3)`` array, a base64 string as a PIL image."""
-    from .pose import check_keypoints
+    from .inputs import keypoint_array
 
     if isinstance(value, dict):
         return value
     if isinstance(value, list):
-        try:
-            return check_keypoints(value, field, allow_confidence=True)
-        except ValueError as e:
-            raise PayloadError(field, str(e)) from None
+        return keypoint_array(value, field)  # an InputError, the server's 400, when it is not (18, 2|3) numbers
     if isinstance(value, str):
         return decode_image(value, field, max_side)
     raise PayloadError(field, f"`{field}` must be {POSE_FORMS}, got {_kind(value)}")
@@ -215,6 +210,22 @@ _PIPELINE_FIELDS = {
     "pose_sequence": "inputs.pose_sequence",
     "fps": "parameters.fps",
 }
+
+
+def _request_name(name: str) -> str:
+    """A pipeline argument (``target_pose``, ``pose_sequence[3]``) as the request field it comes from."""
+    base, sep, rest = name.partition("[")
+    return _PIPELINE_FIELDS[base] + sep + rest if base in _PIPELINE_FIELDS else name
+
+
+def payload_error(error, default: str = "inputs") -> PayloadError:
+    """A refusal of `pgat.inputs` (or any ``ValueError``) as this server's `PayloadError`: the field at fault,
+    and the message with the pipelines' argument names as the request's (``inputs.target_pose``)."""
+    from .inputs import InputError
+
+    if isinstance(error, InputError):
+        return PayloadError(_request_name(error.argument), error.renamed(_request_name))
+    return PayloadError(_field_of(error, default), str(error))
 
 
 def _field_of(error: Exception, default: str) -> str:
@@ -307,11 +318,15 @@ class PGATServing:
 
     def run(self, data) -> Tuple[Dict[str, Any], int]:
         """``(response, HTTP status)``; never raises."""
+        from .inputs import InputError
+
         try:
             with self._lock:
                 return self._run(data), 200
         except PayloadError as e:
             return e.as_dict(), 400
+        except InputError as e:  # the pipelines' and `pgat.inputs`' refusals, in this server's field names
+            return payload_error(e).as_dict(), 400
         except Exception as e:  # the server's own failure: reported, not raised, so the endpoint keeps serving
             logger.error(f"PGAT request failed: {type(e).__name__}: {e}", exc_info=True)
             return {"error": f"internal error ({type(e).__name__}): {e}", "field": None}, 500
@@ -377,12 +392,13 @@ class PGATServing:
         except FileNotFoundError as e:  # no estimator weights on this server: say what the client can send instead
             raise PayloadError(field, f"`{field}` is an image, and this server has no pose estimator ({str(e).splitlines()[0]}); send keypoints or OpenPose JSON instead") from None
         except ValueError as e:
-            raise PayloadError(field, str(e)) from None
+            raise payload_error(e, field) from None
 
-    def _reference_pose(self, inputs: dict, reference: Image.Image, needed_by: Optional[str], model_needs: bool = False):
+    def _reference_pose(self, inputs: dict, reference: Image.Image, needed_by: Optional[str], model_needs: Union[bool, str] = False):
         """The reference person's pose as the pipelines take it, or `None` when nothing needs it.
 
-        ``needed_by`` names the parameter that needs it (`None`: none does); ``model_needs``: the model itself does."""
+        ``needed_by`` names the parameter that needs it (`None`: none does); ``model_needs``: the model itself does (a
+        string: how the pipeline names it, so that the refusal reads as the pipeline's)."""
         field = "inputs.reference_pose"
         if needed_by is None and not model_needs:
             if "reference_pose" in inputs:
@@ -391,38 +407,52 @@ class PGATServing:
             return None
         if "reference_pose" in inputs:
             return _pipeline_pose(*self._resolve(inputs["reference_pose"], field))
-        who = " and ".join(([needed_by] if needed_by else []) + (["this model (it takes the reference person's own pose)"] if model_needs else []))
+        model_text = model_needs if isinstance(model_needs, str) else "this model (it takes the reference person's own pose)"
+        who = " and ".join(([needed_by] if needed_by else []) + ([model_text] if model_needs else []))
         if model_needs:
-            from .pose import check_keypoints, visible
+            from .inputs import InputError, check_person, keypoint_array
 
             try:
-                kps = check_keypoints(self.estimate(reference), "the pose estimator's output", allow_confidence=True)
+                kps = keypoint_array(self.estimate(reference), "the pose estimator's output")
             except FileNotFoundError as e:  # no estimator weights on this server
                 raise PayloadError(field, f"{who} needs the reference person's pose and `inputs.reference_pose` was not sent; this server has no pose "
                                           f"estimator to read it from `inputs.reference_image` ({str(e).splitlines()[0]}); send `inputs.reference_pose`") from None
             except ValueError as e:
                 raise PayloadError(field, f"{who} needs the reference person's pose and `inputs.reference_pose` was not sent; "
                                           f"estimating it from `inputs.reference_image` failed: {e}") from None
-            if not visible(kps).any():
-                width, height = reference.size
-                raise PayloadError("inputs.reference_image", f"no person found in the {width}x{height} `inputs.reference_image`, and {who} needs the "
-                                                             f"reference person's pose; send it as `inputs.reference_pose` ({POSE_FORMS})")
-            return kps  # in the reference image's pixels
+            try:
+                return check_person(kps, "inputs.reference_image", reference.size, who)  # in the reference image's pixels
+            except InputError as e:
+                raise InputError(e.argument, e.received, e.expected, hint=f"Or send the pose as `inputs.reference_pose` ({POSE_FORMS})") from None
         try:
             kps, frame = self._resolve(reference, field, parsed=True)
         except PayloadError as e:
             raise PayloadError(field, f"{needed_by} needs the reference person's pose and `inputs.reference_pose` was not sent; estimating it from `inputs.reference_image` failed: {e}") from None
         return _pipeline_pose(kps, frame)
 
+    def _check_reference_person(self, reference: Image.Image) -> None:
+        """When nothing needs the reference person's pose, the person is still needed: refuse a photo with nobody
+        in it (`pgat.inputs.check_person`), as `PGATPipeline` does. A server without pose-estimator weights cannot
+        look, and uses the photo as sent."""
+        from .inputs import check_person, keypoint_array
+
+        try:
+            kps = keypoint_array(self.estimate(reference), "the pose estimator's output")
+        except FileNotFoundError:
+            return
+        check_person(kps, "inputs.reference_image", reference.size)
+
     def _image(self, reference: Image.Image, inputs: dict, params: dict, resolution: int) -> Dict[str, Any]:
         align = self._flag(params, "align_pose", False)
         target = _pipeline_pose(*self._resolve(inputs["target_pose"], "inputs.target_pose"))
         pipe = self.pipeline(resolution)
-        reference_pose = self._reference_pose(inputs, reference, "`parameters.align_pose`" if align else None, pipe.model.needs_reference_pose)
+        if not (align or pipe.model.needs_reference_pose or "reference_pose" in inputs):
+            self._check_reference_person(reference)
+        reference_pose = self._reference_pose(inputs, reference, "`parameters.align_pose`" if align else None, pipe.model.needs_reference_pose and pipe._needs_text())
         try:
             out = pipe(reference, target, reference_pose=reference_pose, align_pose=align)
         except (ValueError, FileNotFoundError) as e:
-            raise PayloadError(_field_of(e, "inputs"), str(e)) from None
+            raise payload_error(e, "inputs") from None
         response = {"image": encode_png(out.images[0]), "target_pose": keypoints_to_json(out.target_poses[0]), "resolution": resolution}
         if out.reference_poses is not None:
             response["reference_pose"] = keypoints_to_json(out.reference_poses[0])
@@ -454,7 +484,7 @@ class PGATServing:
                 kps = box.keypoints_from_square(pose_to_square(kps, frame, box), strict=False)
             poses.append(kps)
         pipe = self.pipeline(resolution, "video")
-        reference_pose = self._reference_pose(inputs, reference, "`parameters.retarget`" if retarget else None, pipe.model.needs_reference_pose)
+        reference_pose = self._reference_pose(inputs, reference, "`parameters.retarget`" if retarget else None, pipe.model.needs_reference_pose and pipe._needs_text())
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "pgat.mp4"
@@ -462,7 +492,7 @@ class PGATServing:
                 out = pipe(reference, np.stack(poses), fps=float(fps), output_path=path, reference_pose=reference_pose,
                            retarget=retarget, smooth=smooth, fill_missing=fill_missing)
             except (ValueError, FileNotFoundError) as e:
-                raise PayloadError(_field_of(e, field), str(e)) from None
+                raise payload_error(e, field) from None
             video = base64.b64encode(path.read_bytes()).decode("ascii")
         response = {"video": video, "fps": out.fps, "num_frames": len(out.frames), "poses": [keypoints_to_json(p) for p in out.poses], "resolution": resolution}
         if out.reference_pose is not None:

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..pose import COCO18_NAMES, FLIP_INDEX, Letterbox, check_keypoints, letterbox, visible
 
@@ -231,24 +231,35 @@ def _safe_name(name: str, index: int) -> str:
 
 
 def _open_image(path: Path, what: str, mode: str = "RGB") -> Image.Image:
-    try:
-        with Image.open(path) as im:
+    """One image of a pair dataset, read and checked as every door reads images (`pgat.inputs`); a parsing map
+    (``mode`` other than RGB) is converted from the file's own mode, as it always was."""
+    from ..inputs import UnreadableImageError, open_image, read_image
+
+    if mode == "RGB":
+        return read_image(path, what)
+    with open_image(path, what) as im:
+        try:
             im.load()
-            return im.convert(mode)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} file '{path}' does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{what} file '{path}' cannot be read as an image: {e}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise UnreadableImageError(what, f"the file '{path}', a truncated or corrupt {im.format} image ({e})", "a complete image file") from None
+        return im.convert(mode)
 
 
 def probe_image(path: Path) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
-    """``((width, height), None)`` for a readable image, ``(None, reason)`` otherwise (reads the header only)."""
+    """``((width, height), None)`` for a usable image, ``(None, reason)`` otherwise: the header checks of
+    `pgat.inputs.open_image` (not an image, animated, size limits), no pixel decoded."""
+    from ..inputs import InputError, UnreadableImageError, open_image
+
     if not path.is_file():
         return None, "missing image file"
     try:
-        with Image.open(path) as im:
+        with open_image(path, "image") as im:
             im.verify()
             return im.size, None
+    except UnreadableImageError:
+        return None, "unreadable image"
+    except InputError as e:  # decodes, but every door would refuse it (too large, too small, animated)
+        return None, f"unusable image ({e.received})"
     except Exception:  # noqa: BLE001 - any decoder failure means the same thing here
         return None, "unreadable image"
 

@@ -14,9 +14,10 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from ..inputs import InputError, check_body, check_person, keypoint_array
 from ..hub import list_stages, load_model_folder, read_model_index, resolve_stage, save_stage, write_model_card
 from ..models import PGATModel
-from ..pose import Letterbox, align_to, check_keypoints, visible
+from ..pose import Letterbox, align_to
 from ..stages import stage_folder
 from .utils import as_list, default_batch_size, format_images, is_keypoint_array, pose_to_square, prepare_reference, resolve_pose, to_pil
 
@@ -196,10 +197,13 @@ class PGATPipeline(DiffusionPipeline):
         """A callable ``image -> (18, 3)`` that loads the estimator only when an image pose arrives."""
         return None if self._pose_estimator is None else (lambda image: self.pose_estimator(image))
 
-    def prepare_target(self, target_pose, box, align_onto: Optional[np.ndarray] = None, name: str = "target_pose"):
+    def prepare_target(self, target_pose, box, align_onto: Optional[np.ndarray] = None, name: str = "target_pose", check: bool = True):
         """One target pose in the model's square, ``(18, 3)``; aligned onto ``align_onto`` (the reference person's
-        pose in the same square) when given."""
+        pose in the same square) when given. ``check``: refuse a pose that places no body in its picture
+        (`pgat.inputs.check_body`); the video pipeline, which checked its whole sequence, keeps empty frames."""
         kps, frame = resolve_pose(target_pose, name, self._estimator())
+        if check:  # a body in the picture the pose belongs to: its canvas, else the reference image (arrays are in its pixels)
+            check_body(kps, name, frame or (box.width, box.height), what="a target pose")
         square = pose_to_square(kps, frame, box)
         if align_onto is not None:
             square = align_to(square, align_onto)
@@ -235,26 +239,26 @@ class PGATPipeline(DiffusionPipeline):
         give = (f"pass `{name}=` (an (18, 2|3) array of (x, y) in the reference image's pixels, or OpenPose JSON){hint}")
         if reference_pose is None:
             if self._pose_estimator is None:
-                raise ValueError(
-                    f"{needed_by} needs the reference person's pose; `{name}` was not given and `reference_image` is an image, "
-                    f"which needs a pose estimator to read it; this pipeline has none (pose_estimator=None): {give}"
-                )
-            kps = check_keypoints(self.pose_estimator(picture), "the pose estimator's output", allow_confidence=True)
-            if kps.shape[1] == 2:
-                kps = np.concatenate([kps, visible(kps)[:, None].astype(np.float32)], axis=1)
-            if not visible(kps).any():
-                raise ValueError(
-                    f"`reference_image`: no person found in the {width}x{height} reference photo, and {needed_by} needs the "
-                    f"reference person's pose; {give}"
-                )
-            return kps
+                raise InputError(
+                    name, "nothing, and `reference_image` is a photo, which needs a pose estimator to read; this pipeline has none "
+                    "(pose_estimator=None)", f"the reference person's pose, which {needed_by} needs: {give}")
+            kps = keypoint_array(self.pose_estimator(picture), "the pose estimator's output")
+            try:
+                return check_person(kps, "reference_image", (width, height), needed_by)
+            except InputError as e:
+                raise InputError(e.argument, e.received, e.expected, hint=f"Or {give}") from None
         kps, frame = resolve_pose(reference_pose, name, self._estimator())
         if frame is not None and tuple(frame) != (width, height):
             box = Letterbox.fit(width, height, self.resolution)
             kps = box.keypoints_from_square(pose_to_square(kps, frame, box), strict=False)
-        if not visible(kps).any():
-            raise ValueError(f"`{name}` has no keypoint inside the {width}x{height} reference image, and {needed_by} needs the reference person's pose")
-        return kps
+        return check_body(kps, name, (width, height), what=f"a reference pose for the {width}x{height} reference image")
+
+    def check_reference_person(self, picture: PIL.Image.Image, name: str = "reference_image") -> None:
+        """Refuse a reference photo with nobody in it (or too little of a body), when the pipeline has a pose
+        estimator: pose transfer needs a person to transfer, whatever the model reads. Without an estimator
+        (``pose_estimator=None``) the photo cannot be checked, and is used as given."""
+        if self._pose_estimator is not None:
+            check_person(keypoint_array(self.pose_estimator(picture), "the pose estimator's output"), name, picture.size)
 
     @torch.no_grad()
     def __call__(
@@ -287,6 +291,12 @@ class PGATPipeline(DiffusionPipeline):
         Returns:
             `PGATPipelineOutput` or ``(images, target_poses)`` (``reference_poses`` is in the dataclass only).
         """
+        return self._transfer(reference_image, target_pose, reference_pose, align_pose, batch_size, output_type, return_dict)
+
+    def _transfer(self, reference_image, target_pose, reference_pose=None, align_pose: bool = False, batch_size: Optional[int] = None,
+                  output_type: str = "pil", return_dict: bool = True, check: bool = True):
+        """`__call__`'s work. ``check=False`` (the video pipeline, which checked its reference photo and its
+        sequence as a whole) lets a frame with nobody in it through, and does not look for the reference person."""
         poses = as_list(target_pose, "target_pose")
         references = as_list(reference_image, "reference_image")
         if batch_size is None:
@@ -304,6 +314,9 @@ class PGATPipeline(DiffusionPipeline):
         # 2. the reference person's pose, once per reference image, only when something needs it
         needs = self.model.needs_reference_pose
         reference_poses = reference_squares = None
+        if check and not (align_pose or needs):  # the pose is not needed, the person is: check each photo has one
+            for j, (picture, _, _) in enumerate(prepared):
+                self.check_reference_person(picture, "reference_image" if len(references) == 1 else f"reference_image[{j}]")
         if align_pose or needs:
             given, names = self._reference_pose_list(reference_pose, len(references))
             needed_by = self._needs_text(align_pose)
@@ -316,7 +329,7 @@ class PGATPipeline(DiffusionPipeline):
         squares = []
         for i, pose in enumerate(poses):
             squares.append(self.prepare_target(pose, prepared[ref(i)][1], reference_squares[ref(i)] if align_pose else None,
-                                               "target_pose" if len(poses) == 1 else f"target_pose[{i}]"))
+                                               "target_pose" if len(poses) == 1 else f"target_pose[{i}]", check=check))
 
         # 4. one forward pass per batch; one reference for all poses is encoded once (its features do not
         #    depend on the pose), so each batch runs only the decoder. The paper's model is called as it always

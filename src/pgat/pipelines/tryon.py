@@ -201,7 +201,11 @@ class PGATTryOnPipeline(PGATPipeline):
         kps, frame = resolve_pose(picture if pose is None else pose, name, self._estimator())
         square = pose_to_square(kps, frame, box)[:, :2]
         if not (visible(square)[[2, 5, 8, 11]].all()):
-            raise ValueError(f"`{name}` needs both shoulders and both hips (the torso of the garment), got {int(visible(square).sum())} points and not all four")
+            from ..inputs import InputError, _names
+
+            seen = [i for i in (2, 5, 8, 11) if visible(square)[i]]
+            raise InputError(name, f"a pose of {int(visible(square).sum())} points, of the torso's corners only {_names(seen)}",
+                             "both shoulders and both hips visible: the torso the garment covers")
         return square
 
     def _automatic_region(self, picture: PIL.Image.Image, box: Letterbox, square_kps: np.ndarray, name: str) -> torch.Tensor:

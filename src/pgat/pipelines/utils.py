@@ -25,28 +25,24 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..pose import Letterbox, check_keypoints, load_openpose_json, read_openpose_json, visible
+from ..inputs import _is_keypoint_list, read_image, read_pose
+from ..pose import Letterbox
 
 Frame = Optional[Tuple[int, int]]
 
 
 def load_image(image, name: str = "image") -> Image.Image:
-    """A PIL RGB image from a path, PIL image, numpy array (uint8 or [0, 1] float) or tensor in [-1, 1]."""
-    from ..pose_estimation import load_image_rgb
-
-    return Image.fromarray(load_image_rgb(image, name))
+    """A PIL RGB image from a path, PIL image, numpy array (uint8 or [0, 1] float) or tensor in [-1, 1], checked by
+    `pgat.inputs.read_image` (size limits, truncation, animation)."""
+    return read_image(image, name)
 
 
 def is_keypoint_array(pose) -> bool:
-    if isinstance(pose, torch.Tensor):
-        return pose.ndim == 2
-    if isinstance(pose, (list, tuple)):
-        return len(pose) > 0 and isinstance(pose[0], (list, tuple, np.ndarray)) and np.ndim(pose) == 2
-    return isinstance(pose, np.ndarray) and pose.ndim == 2
+    return _is_keypoint_list(pose)
 
 
 def resolve_pose(pose, name: str = "target_pose", estimator=None) -> Tuple[np.ndarray, Frame]:
-    """Turn one pose input into ``((18, 3) keypoints, frame)`` (see the module docstring).
+    """Turn one pose input into ``((18, 3) keypoints, frame)``: `pgat.inputs.read_pose` (see the module docstring).
 
     Args:
         pose: an ``(18, 2|3)`` array (or a ``.npy`` file, or a ``.json`` file of a plain list, of one), OpenPose
@@ -55,48 +51,7 @@ def resolve_pose(pose, name: str = "target_pose", estimator=None) -> Tuple[np.nd
         estimator (*optional*): a callable ``image -> (18, 3)`` (a `pgat.pose_estimation.PoseEstimator`);
             needed only for image poses.
     """
-    if is_keypoint_array(pose):
-        kps = check_keypoints(pose, name, allow_confidence=True)
-        if kps.shape[1] == 2:
-            kps = np.concatenate([kps, visible(kps)[:, None].astype(np.float32)], axis=1)
-        return kps, None
-    if isinstance(pose, (str, os.PathLike)) and str(pose).lower().endswith(".npy"):
-        return resolve_pose(_load_npy(pose, name), name, estimator)
-    if isinstance(pose, dict) or (isinstance(pose, (str, os.PathLike)) and str(pose).lower().endswith(".json")):
-        try:
-            data, _ = load_openpose_json(pose)  # read once: the keypoints and the canvas they were drawn on
-        except ValueError as e:
-            raise ValueError(f"`{name}`: {e}") from None
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"`{name}`: {e}") from None
-        if isinstance(data, list):  # a plain [[x, y(, c)], ...] list saved as JSON: the reference image's pixels
-            return resolve_pose(check_keypoints(data, name, allow_confidence=True), name)
-        try:
-            kps = read_openpose_json(data)
-        except ValueError as e:
-            raise ValueError(f"`{name}`: {e}") from None
-        frame = None
-        if isinstance(data, dict) and "canvas_width" in data and "canvas_height" in data:
-            frame = (int(data["canvas_width"]), int(data["canvas_height"]))
-        return kps, frame
-    if estimator is None:
-        raise ValueError(f"`{name}` is an image, which needs a pose estimator; this pipeline has none (pose_estimator=None)")
-    picture = load_image(pose, name)
-    kps = np.asarray(estimator(picture), dtype=np.float32)
-    if not visible(kps).any():
-        raise ValueError(f"`{name}`: no person found in the {picture.size[0]}x{picture.size[1]} pose image")
-    return kps, picture.size
-
-
-def _load_npy(path, name: str) -> np.ndarray:
-    """An ``(18, 2|3)`` keypoint array saved with ``np.save`` (no pickles: they run code on load)."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"`{name}` file '{os.fspath(path)}' does not exist") from None
-    except (ValueError, OSError) as e:
-        raise ValueError(f"`{name}` file '{os.fspath(path)}' is not a numeric .npy array: {e}") from None
-    return check_keypoints(arr, name, allow_confidence=True)
+    return read_pose(pose, name, estimator)
 
 
 def pose_to_square(kps: np.ndarray, frame: Frame, reference_box: Letterbox) -> np.ndarray:
@@ -131,7 +86,10 @@ def format_images(images: List[Image.Image], output_type: str, name: str = "outp
 
 
 def as_list(value, name: str) -> list:
-    """A batch argument as a list (one item stays one item)."""
+    """A batch argument as a list (one item stays one item). A nested list of points (an ``(18, 2|3)`` list, or any
+    2-D list of numbers) is one pose, not a batch of points."""
+    if _is_keypoint_list(value):
+        return [value]
     if isinstance(value, list):
         if not value:
             raise ValueError(f"`{name}` is an empty list")

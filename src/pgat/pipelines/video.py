@@ -52,6 +52,7 @@ from ..pose import (
     smooth_keypoints,
     visible,
 )
+from ..inputs import InputError, MissingInputError, check_sequence_usable
 from .pose_transfer import DTYPE_HELP, DTYPES, PGATPipeline
 from .utils import default_batch_size, format_images, load_image, pose_to_square
 
@@ -125,7 +126,7 @@ def _video_poses(path: Path, fps: Optional[float], max_frames: Optional[int], es
             poses.append(np.asarray(estimator(frame), dtype=np.float32))
             bar.update(1)
     if not poses:
-        raise ValueError(f"`pose_sequence` video '{path}' has no frame to read")
+        raise InputError("pose_sequence", f"the video '{path}', which has no frame to read", "a video with at least one frame")
     return np.stack(poses), tuple(info["size"]), rate
 
 
@@ -154,26 +155,32 @@ def load_pose_sequence(
     if isinstance(pose_sequence, (str, os.PathLike)):
         path = Path(pose_sequence)
         if not path.exists():
-            raise FileNotFoundError(f"`pose_sequence` '{path}' does not exist (expected a folder of OpenPose JSON files, a .npy file or a video)")
+            raise MissingInputError("pose_sequence", f"'{path}', which does not exist", "a folder of OpenPose JSON files, a .npy file or a video")
         if path.is_dir():
             try:
                 seq, info = read_openpose_folder(path, return_info=True)
-            except (ValueError, FileNotFoundError) as e:
-                raise type(e)(f"`pose_sequence`: {e}") from None
+            except InputError:
+                raise
+            except FileNotFoundError:
+                raise MissingInputError("pose_sequence", f"the folder '{path}', which holds no JSON file",
+                                        "a folder of OpenPose JSON files (*_keypoints.json or *.json), one per frame") from None
+            except ValueError as e:  # names the file at fault
+                raise InputError("pose_sequence", f"the folder '{path}', in which {e}", "a folder of OpenPose JSON files, one per frame") from None
             if info["empty_frames"]:
                 logger.warning(f"{len(info['empty_frames'])} of {len(seq)} OpenPose files in '{path}' have no people: their points are missing")
             frame = info["canvas_size"]
         elif path.suffix.lower() == ".npy":
             try:
                 seq = np.load(path, allow_pickle=False)
-            except ValueError as e:
-                raise ValueError(f"`pose_sequence` file '{path}' is not a numeric .npy array: {e}") from None
+            except (ValueError, OSError, EOFError) as e:
+                raise InputError("pose_sequence", f"the file '{path}', which is not a numeric .npy array ({e})", "a .npy file of a (T, 18, 2|3) array") from None
             seq = check_sequence(seq, "pose_sequence")
         elif path.suffix.lower() == ".json":
-            raise ValueError(f"`pose_sequence` '{path}' is a single JSON file; pass the folder holding one OpenPose JSON file per frame")
+            raise InputError("pose_sequence", f"the single JSON file '{path}'", "the folder holding one OpenPose JSON file per frame")
         else:
             if estimator is None:
-                raise ValueError(f"`pose_sequence` '{path}' is a video, which needs a pose estimator; this pipeline has none (pose_estimator=None)")
+                raise InputError("pose_sequence", f"the video '{path}', which needs a pose estimator; this pipeline has none (pose_estimator=None)",
+                                 "a folder of OpenPose JSON files or a keypoint array, or a pipeline with a pose estimator")
             seq, frame, source_fps = _video_poses(path, fps, max_frames, estimator, progress_bar)
             empty = int((~visible(seq).any(axis=1)).sum())
             if empty:
@@ -183,8 +190,8 @@ def load_pose_sequence(
     seq = _with_confidence(seq)
     if max_frames is not None:
         seq = seq[:max_frames]
-    if not visible(seq).any():
-        raise ValueError(f"`pose_sequence` has no keypoint in any of its {len(seq)} frames: there is no motion to follow")
+    # at least one frame that places a body (`pgat.inputs`); a frame with nobody keeps its place in the video
+    check_sequence_usable(seq, "pose_sequence", frame)
     return seq, frame, float(source_fps or fps or DEFAULT_FPS)
 
 
@@ -344,9 +351,14 @@ class PGATVideoPipeline(PGATPipeline):
 
         # 4. generate: one PGATPipeline call, which encodes the reference once and decodes the poses in batches
         #    (its progress bar counts the batches); a model that takes the reference's pose gets the one resolved above
-        frames: List[PIL.Image.Image] = super().__call__(
-            picture, list(poses), reference_pose=reference_kps if needs else None, batch_size=batch_size, output_type="pil"
-        ).images
+        #    The reference photo must show a person whatever the model reads (checked here when nothing above
+        #    estimated its pose); the sequence was checked as a whole, so a frame with nobody in it keeps its place.
+        if reference_kps is None:
+            self.check_reference_person(picture)
+        with torch.no_grad():
+            frames: List[PIL.Image.Image] = self._transfer(
+                picture, list(poses), reference_pose=reference_kps if needs else None, batch_size=batch_size, output_type="pil", check=False
+            ).images
 
         # 5. the video file
         video_path = write_video(frames, output_path, rate) if output_path is not None else None
