@@ -190,6 +190,24 @@ def pose_aware_table(result: Dict) -> str:
     return "\n".join(rows)
 
 
+def serve_memory_table(records: List[Dict]) -> str:
+    """``pgat serve``'s RSS over sequential requests (``serve_memory.py``), one row per run. The bound is on the growth
+    after the warm-up: half of what a leak of one output image (its RGB pixels) per request would add."""
+    m = records[0]["machine"]
+    rows = [f"{m['cpu']}, {m['cores']} cores, {m['threads']} threads, torch {m['torch']}, Python {m['python']}.", ""]
+    rows += _header("model", "stage", "reference", "requests (warm-up)", "RSS at start (MiB)", "after warm-up", "at the end", "peak",
+                    "growth after warm-up (MiB)", "bound (MiB)", "growth / 100 requests (difference; fit)", "requests/s", "load")
+    for r in records:
+        rows.append(
+            f"| `{r['model']}` | {r['resolution']}² | {r['reference_size'][0]}×{r['reference_size'][1]} | {r['requests']} ({r['warmup']}) | "
+            f"{r['rss_mib_start']:.0f} | {r['rss_mib_after_warmup']:.1f} | {r['rss_mib_end']:.1f} | {r['rss_mib_peak']:.1f} | "
+            f"**{r['rss_mib_end'] - r['rss_mib_after_warmup']:+.2f}** | {r['leak_bound_mib']:.1f} | "
+            f"{r['growth_mib_per_100_requests']:+.2f}; {r['growth_mib_per_100_requests_fit']:+.2f} | {r['requests_per_second']:.2f} | "
+            f"{r['load_average_1min_before']:.1f}–{r['load_average_1min_after']:.1f} |"
+        )
+    return "\n".join(rows)
+
+
 def plot(costs: List[Dict], path: Path) -> None:
     import matplotlib
 
@@ -269,6 +287,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     pose_aware = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("pose-aware-*.json"))]
     if pose_aware:
         md = fill(md, "pose-aware", "\n\n".join(pose_aware_table(r) for r in pose_aware))
+    serve_memory = _load("serve-memory-cpu.json")
+    if serve_memory:
+        md = fill(md, "serve-memory", serve_memory_table(serve_memory))
     Path(args.markdown).write_text(md)
     print(f"wrote {args.markdown}")
     if costs:

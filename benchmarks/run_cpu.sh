@@ -21,4 +21,5 @@ $PY fast_path.py --resolutions 128 256 512 1024 --poses 4 --out $R/fast-path-cpu
 $PY train_step.py --out $R/train-step-cpu.json
 $PY pose_aware.py --out $R/pose-aware-cpu.json
 $PY pose_aware.py --bottleneck-channels 128 --resolutions 64 128 256 512 --out $R/pose-aware-embedded-cpu.json
+$PY serve_memory.py --out $R/serve-memory-cpu.json
 $PY report.py

@@ -16,13 +16,16 @@ Decisions:
   DESIGN.md §1b), comes from the optional OpenPose JSON under Advanced (``reference_pose_json``, the last input),
   else it is estimated from the reference photo, once per video. The last output is the reference skeleton that
   was used, drawn on the reference photo (`None` when none was); it is shown when the Space's model needs the pose.
+- A video whose client has gone stops at the next frame (`StopWhenGone`), so that it frees its worker for the
+  requests behind it: Gradio itself cannot stop a running handler that is not a generator.
 """
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Optional
+from typing import Callable, Optional
 
 import gradio as gr
 
@@ -39,6 +42,82 @@ DEFAULT_FRAMES = min(30, MAX_FRAMES)  # 2 s at 15 fps: about half a minute of CP
 MAX_ZIP_FILES = 5000
 MAX_ZIP_BYTES = 50 * 1024 * 1024
 JSON_FPS = 30.0  # the pipeline's rate for a sequence without one (pgat.pipelines.video.DEFAULT_FPS)
+
+logger = logging.getLogger("pgat.space")
+
+
+class ClientGone(gr.Error):
+    """Raised between two frames of a video whose client has gone; nobody receives it (Gradio prints no traceback)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, print_exception=False)
+
+
+def client_gone_check() -> Callable[[], bool]:
+    """A check, for the worker thread running a queued request, that says whether its client has gone.
+
+    Gradio (6.31, read in ``queueing.Queue.process_events`` / ``clean_events`` and the ``/cancel`` route) cannot stop a
+    handler that is not a generator: ``/cancel`` (``gradio_client``'s ``Job.cancel()``) cancels the asyncio task that
+    awaits the worker thread, which frees the queue slot at once but leaves the thread making the video to its
+    end, on the same CPUs as the requests after it; a client that disconnects only marks its event not ``alive``,
+    and the event keeps its slot until the handler returns. The check reads that state: the request is gone when
+    its job has left the queue's running jobs (cancelled) or its event is no longer alive (disconnected). It uses
+    Gradio's private ``Queue.active_jobs`` and ``Event.alive``; outside a queued event (a direct call, a test, a
+    queue without those attributes) it never says gone.
+    """
+    from gradio.context import LocalContext
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    active = getattr(getattr(blocks, "_queue", None), "active_jobs", None)
+    mine = next((job for job in active or () if job and any(getattr(e, "_id", None) == event_id for e in job)), None)
+    if event_id is None or mine is None:
+        return lambda: False
+
+    def gone() -> bool:
+        return not all(e.alive for e in mine) or not any(job is mine for job in active)
+
+    return gone
+
+
+class StopWhenGone:
+    """Make a video pipeline stop at its next frame once its client has gone (`client_gone_check`).
+
+    The pipeline's progress bars are where its frame loops pass each frame (one step per driving-video frame posed,
+    then one per batch generated: one frame each on a CPU), so ``pipe.progress_bar`` is replaced, on this request's
+    own pipeline object, by one that checks before each step and raises `ClientGone`; the server log gets one line
+    saying how far the video got.
+    """
+
+    def __init__(self, pipe, gone: Optional[Callable[[], bool]] = None):
+        self.gone = gone or client_gone_check()
+        self.posed = self.generated = 0
+        self._progress_bar = pipe.progress_bar
+        pipe.progress_bar = self.progress_bar
+
+    def check(self, where: str) -> None:
+        if self.gone():
+            logger.warning(f"video request stopped, its client has gone (cancelled or disconnected): {where}")
+            raise ClientGone("The video was stopped: its client has gone.")
+
+    def progress_bar(self, iterable=None, total=None):
+        bar = self._progress_bar(iterable=iterable, total=total)
+        if iterable is not None:  # the generation loop: one item per batch
+            return self._batches(bar, len(iterable) if hasattr(iterable, "__len__") else "?")
+        update = bar.update  # pose estimation: update(1) after each frame
+
+        def checked_update(n=1):
+            self.posed += n
+            self.check(f"{self.posed} of {total} driving frames posed, no frame generated")
+            return update(n)
+
+        bar.update = checked_update
+        return bar
+
+    def _batches(self, bar, total):
+        for item in bar:
+            self.check(f"{self.generated} of {total} batches generated")
+            yield item
+            self.generated += 1
 
 
 def unpack_sequence(path, folder: Path) -> int:
@@ -125,6 +204,7 @@ def make_video(models: Models):
         # 2. the reference person's pose, for retargeting and for a model that takes it (once per video)
         counter = models.people_counter()
         pipe = models.video(models.default_resolution if resolution is None else resolution, counter)
+        StopWhenGone(pipe)  # between frames: a cancelled or disconnected request frees its worker
         needs = [why for why, on in (("retargeting", bool(retarget)), ("this model", pipe.model.needs_reference_pose)) if on]
         ref_pose = reference_pose(
             models, picture, reference_pose_json, " and ".join(needs) or None, notes,

@@ -1,9 +1,16 @@
 """The Gradio Space (spaces/), as users and API clients meet it: `python spaces/app.py` serving on 127.0.0.1,
-`gradio_client` calling every api_name, 8 clients at once, bad uploads, and headless Chromium using each tab."""
+`gradio_client` calling every api_name, 8 and 16 clients at once, video requests whose clients cancel or go away,
+bad uploads, and headless Chromium using each tab."""
 
 import importlib.util
 import json
+import re
+import signal
+import subprocess
+import sys
+import threading
 import time
+import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from gradio_client import Client, handle_file
+from gradio_client.utils import Status
 from PIL import Image
 
 from pgat import AppearanceFlowModel, PGATModel, PGATPipeline, PGATTryOnPipeline
@@ -23,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "spaces" / "examples"
 EMBEDDED = REPO / "weights" / "pgat-synth-256"
 MAX_VIDEO_SECONDS = 20
+# above the Space's default frame cap (300): the cancellation test needs a video that would take minutes
+MAX_FRAMES = 3000
 
 
 def _load_screenshots():
@@ -71,11 +81,12 @@ def space(space_model, tmp_path_factory):
         "GRADIO_EXAMPLES_CACHE": str(tmp / "cached_examples"),
         "GRADIO_TEMP_DIR": str(tmp / "gradio"),
         "PGAT_MAX_VIDEO_SECONDS": str(MAX_VIDEO_SECONDS),
+        "PGAT_MAX_FRAMES": str(MAX_FRAMES),
         "PGAT_MAX_FILE_SIZE": "5mb",
     }
     with screenshots.serve(space_model, env=env, log=tmp / "space.log") as url:
         yield {"url": url, "tmp": tmp, "stages": json.loads((space_model / "model_index.json").read_text())["stages"],
-               "needs_reference_pose": _needs_reference_pose(space_model)}
+               "needs_reference_pose": _needs_reference_pose(space_model), "log": tmp / "space.log", "port": int(url.rsplit(":", 1)[1].strip("/"))}
 
 
 def _client(space, downloads="downloads"):
@@ -242,6 +253,200 @@ def test_eight_clients_at_once(space, portrait_png):
     print(f"8 concurrent pose transfers: {elapsed:.1f} s")
 
 
+def _queue_size(space) -> int:
+    """Requests waiting in the Space's queue (not those running): Gradio's ``GET /gradio_api/queue/status``."""
+    with urllib.request.urlopen(space["url"] + "gradio_api/queue/status", timeout=30) as r:
+        return json.loads(r.read())["queue_size"]
+
+
+def test_sixteen_clients_at_once_and_the_queue_drains(space):
+    """16 `gradio_client` clients, each in its own thread with its own session, call /pose_transfer at once (the
+    queue takes 32, 2 run at a time). Every call returns its own picture, the server logs no error meanwhile, the
+    queue (sampled every 0.1 s) held several of them at once, and once all have returned it is empty and a new
+    request is served about as fast as one on an idle Space (at most 3x its time plus 2 s: the machine is shared)."""
+    jobs = [(person, f"pose-{i:02d}") for person in ("person-1.png", "person-3.png") for i in range(1, 9)]  # 16 distinct requests
+    resolution = space["stages"][-1]
+
+    def one(job, downloads="downloads-16"):
+        person, preset = job
+        start = time.perf_counter()
+        out = _client(space, downloads).predict(handle_file(str(EXAMPLES / person)), "preset", None, None, preset, resolution, False,
+                                                api_name="/pose_transfer")
+        return out, time.perf_counter() - start
+
+    _, alone = one(("person-2.png", "pose-01"))  # warm, on the idle Space
+    log_start = space["log"].stat().st_size
+    sizes, done = [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            sizes.append(_queue_size(space))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            results = list(pool.map(one, jobs))
+    finally:
+        done.set()
+        sampler.join()
+    elapsed = time.perf_counter() - start
+    images = [np.asarray(Image.open(out[0]).convert("RGB")) for out, _ in results]
+    assert all(im.shape == (256, 256, 3) for im in images)
+    assert len({im.tobytes() for im in images}) == 16  # each request got its own result
+    new_log = space["log"].read_text()[log_start:]
+    assert "Traceback" not in new_log and "request failed" not in new_log, new_log[-3000:]
+    assert max(sizes) >= 4, sizes  # they were in the queue together, not one after another
+
+    assert _queue_size(space) == 0
+    _, follow_up = one(("person-4.png", "pose-02"))
+    assert follow_up < 3 * alone + 2, (follow_up, alone)
+    latencies = sorted(t for _, t in results)
+    print(f"16 concurrent pose transfers: {elapsed:.1f} s in all, per client {latencies[0]:.1f}-{latencies[-1]:.1f} s "
+          f"(median {latencies[8]:.1f} s); one alone {alone:.2f} s; peak queue {max(sizes)}; after the burst: queue 0, "
+          f"a new request in {follow_up:.2f} s")
+
+
+def _space_process(space):
+    """The Space's server process: the child of this test process listening on the fixture's port."""
+    import psutil
+
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.environ().get("GRADIO_SERVER_PORT") == str(space["port"]):
+                return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    raise AssertionError(f"no child process serves port {space['port']}")
+
+
+@pytest.fixture(scope="module")
+def long_sequence(tmp_path_factory):
+    """A zip of MAX_FRAMES OpenPose JSON files (the example sequence repeated): a video of minutes on a CPU."""
+    path = tmp_path_factory.mktemp("long") / "long-sequence.zip"
+    with zipfile.ZipFile(EXAMPLES / "workout_march.zip") as z:
+        frames = [z.read(n) for n in sorted(z.namelist()) if n.endswith(".json")]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(MAX_FRAMES):
+            z.writestr(f"long/frame_{i:05d}_keypoints.json", frames[i % len(frames)])
+    return path
+
+
+# run in its own process, so that killing it closes its connections as a client that goes away does
+_GOING_CLIENT = """
+import sys, time
+from gradio_client import Client, handle_file
+url, person, sequence, frames, resolution = sys.argv[1:6]
+job = Client(url, verbose=False).submit(handle_file(person), "zip", None, handle_file(sequence), 0, int(frames), True, True, int(resolution),
+                                        api_name="/video")
+while True:
+    status = job.status()
+    if status.progress_data and status.progress_data[0].index and status.progress_data[0].length == int(frames):
+        print("generating", status.progress_data[0].index, flush=True)
+        break
+    time.sleep(0.2)
+job.result()
+"""
+
+
+SHORT_FRAMES = 60
+# what a job's status says once it has a worker (a LOG is a toast sent while it runs)
+RUNNING = {Status.PROCESSING, Status.PROGRESS, Status.ITERATING, Status.LOG, Status.FINISHED}
+
+
+def _generated(job, frames):
+    """Frames generated so far by a /video job, from its progress updates (None before generation starts)."""
+    progress = job.status().progress_data
+    if progress and progress[0].length == frames and progress[0].index:
+        return progress[0].index
+    return None
+
+
+def test_a_cancelled_or_disconnected_video_frees_its_worker(space, long_sequence):
+    """Both of the Space's two video workers are taken by videos of MAX_FRAMES frames (minutes each). One client
+    cancels its job (`Job.cancel()`, Gradio's /cancel); the other is a process that is killed (its connections
+    close). Then two new short videos, sent at once, run at the same time (so both workers were free: without the
+    fix the disconnected video keeps its worker for minutes) and are served within a bound far below what the
+    given-up videos still needed (a quarter of it, from their own measured frame rate); the server log says that
+    both stopped and how far they got; and the server process goes idle (under 0.3 CPU-seconds per second over
+    3 s), which it would not if either video were still being made in a thread that nobody waits for (what Gradio
+    does on a cancel without the fix: the worker is freed, the thread runs on)."""
+    resolution = space["stages"][-1]
+    person = str(EXAMPLES / "person-1.png")
+    log_start = space["log"].stat().st_size
+    going = subprocess.Popen([sys.executable, "-c", _GOING_CLIENT, space["url"], person, str(long_sequence), str(MAX_FRAMES), str(resolution)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        cancelling = _client(space, "downloads-cancel")
+        job = cancelling.submit(handle_file(person), "zip", None, handle_file(str(long_sequence)), 0, MAX_FRAMES, True, True, resolution,
+                                api_name="/video")
+        deadline = time.monotonic() + 240
+        while _generated(job, MAX_FRAMES) is None:
+            if job.done():
+                job.result()  # raises the Space's error
+            assert time.monotonic() < deadline, "the long video did not start generating"
+            time.sleep(0.2)
+        assert going.stdout.readline().startswith("generating"), "the other client's video did not start generating"
+        first, t0 = _generated(job, MAX_FRAMES), time.perf_counter()
+        time.sleep(3)
+        later, t1 = _generated(job, MAX_FRAMES), time.perf_counter()
+        seconds_per_frame = (t1 - t0) / max(1, later - first)
+        remaining = (MAX_FRAMES - later) * seconds_per_frame  # what the cancelled video still needed, at its own pace
+        assert _queue_size(space) == 0  # both are running: the two workers are taken
+
+        job.cancel()
+        going.send_signal(signal.SIGKILL)
+        going.wait(timeout=30)
+
+        # two short videos at once: both must run at the same time, in the cancelled one's worker and the
+        # disconnected one's (were either still held, the second would wait for the first to finish)
+        jobs = [_client(space, f"downloads-after-{person}").submit(
+            handle_file(str(EXAMPLES / person)), "zip", None, handle_file(str(EXAMPLES / "workout_march.zip")), 0, SHORT_FRAMES, True, True,
+            space["stages"][0], api_name="/video") for person in ("person-3.png", "person-4.png")]
+        start = time.perf_counter()
+        started, finished = [None, None], [None, None]
+        while None in finished:
+            assert time.perf_counter() - start < remaining / 4, f"the next videos were not served within {remaining / 4:.0f} s"
+            for i, j in enumerate(jobs):
+                now = time.perf_counter() - start
+                if started[i] is None and j.status().code in RUNNING:
+                    started[i] = now
+                if finished[i] is None and j.done():
+                    finished[i] = now
+                    started[i] = now if started[i] is None else started[i]
+            time.sleep(0.05)
+        print(f"videos given up at {seconds_per_frame * 1000:.0f} ms/frame still needed {remaining:.0f} s; the next two started after "
+              f"{started[0]:.1f} s and {started[1]:.1f} s and were served in {finished[0]:.1f} s and {finished[1]:.1f} s")
+        assert [_frames(j.result()[0])[0] for j in jobs] == [SHORT_FRAMES, SHORT_FRAMES]
+        # they ran at the same time, both workers free: the later one started before the first was half done (had it
+        # waited for a worker, it would have started as the first finished; the margin covers the polling's lag)
+        assert max(started) < min(finished) / 2, (started, finished)
+    finally:
+        if going.poll() is None:
+            going.kill()
+            going.wait()
+
+    # both stopped: each said so in the log, before its last frame
+    deadline = time.monotonic() + 30
+    while True:
+        stopped = re.findall(r"video request stopped, its client has gone .*: (\d+) of (\d+) batches generated", space["log"].read_text()[log_start:])
+        if len(stopped) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(stopped) == 2, space["log"].read_text()[log_start:][-3000:]
+    assert all(int(done) < int(total) == MAX_FRAMES for done, total in stopped), stopped
+    # and nothing is still computing them
+    server = _space_process(space)
+    before = server.cpu_times()
+    time.sleep(3)
+    after = server.cpu_times()
+    busy = (after.user + after.system - before.user - before.system) / 3
+    assert busy < 0.3, f"the server still uses {busy:.2f} CPU-seconds per second after both videos were given up"
+    print(f"stopped at (frames done, of) {stopped}; server CPU afterwards {busy:.2f} s/s")
+
+
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
@@ -270,23 +475,27 @@ def test_bad_uploads_get_readable_errors_and_the_server_keeps_serving(client, sp
     d = bad_files
     cases = [
         ((handle_file(str(d / "text.png")), "preset", None, None, "pose-01", r, False), "/pose_transfer",
-         "Reference photo: the uploaded file is not a readable image"),
+         "`Reference photo`: the file 'text.png', which is not an image"),
         ((handle_file(str(d / "truncated.png")), "preset", None, None, "pose-01", r, False), "/pose_transfer",
-         "`Reference photo` file 'truncated.png' is not a readable image"),
-        ((ref, "json", None, handle_file(str(d / "broken.json")), "pose-01", r, False), "/pose_transfer", "'broken.json' is not valid JSON"),
-        ((ref, "json", None, handle_file(str(d / "nobody.json")), "pose-01", r, False), "/pose_transfer", "has no people"),
-        ((ref, "photo", handle_file(str(d / "empty.png")), None, "pose-01", r, False), "/pose_transfer", "No person found in the pose photo"),
+         "`Reference photo`: the file 'truncated.png', a truncated or corrupt PNG image"),
+        ((ref, "json", None, handle_file(str(d / "broken.json")), "pose-01", r, False), "/pose_transfer",
+         "`Pose JSON`: the file 'broken.json', which is not valid JSON"),
+        ((ref, "json", None, handle_file(str(d / "nobody.json")), "pose-01", r, False), "/pose_transfer",
+         "`Pose JSON`: OpenPose JSON with an empty 'people' list"),
+        ((ref, "photo", handle_file(str(d / "empty.png")), None, "pose-01", r, False), "/pose_transfer",
+         "`Pose photo`: the 256x256 pose photo, in which no person was found"),
         ((ref, "photo", None, None, "pose-01", r, False), "/pose_transfer", "no pose photo was uploaded"),
         ((ref, "preset", None, None, "pose-01", 100, False), "/pose_transfer", "100 is not in the list of choices"),
-        ((ref, "preset", None, None, "pose-01", r, True, handle_file(str(d / "broken.json"))), "/pose_transfer", "'broken.json' is not valid JSON"),
+        ((ref, "preset", None, None, "pose-01", r, True, handle_file(str(d / "broken.json"))), "/pose_transfer",
+         "`Reference pose JSON`: the file 'broken.json', which is not valid JSON"),
         ((handle_file(str(d / "empty.png")), "preset", None, None, "pose-01", r, True), "/pose_transfer",
-         "No person found in the reference photo, and fitting the pose.* needs the reference person's pose"),
+         "`Reference photo`: the 256x256 reference photo, in which no person was found; expected a photo of one person for fitting the pose"),
         ((_editor(d / "text.png"), _editor(EXAMPLES / "person-3.png"), "automatic", r), "/tryon",
          "Person photo: the uploaded file is not a readable image"),
-        ((_editor(EXAMPLES / "person-1.png"), _editor(d / "empty.png"), "automatic", r), "/tryon", "No person found in the garment photo"),
+        ((_editor(EXAMPLES / "person-1.png"), _editor(d / "empty.png"), "automatic", r), "/tryon", "`Garment photo`: the 256x256 garment photo, in which no person was found"),
         ((ref, "zip", None, handle_file(str(d / "text.zip")), 0, 10, True, True, r), "/video", "'text.zip' is not a readable zip file"),
         ((handle_file(str(d / "empty.png")), "zip", None, handle_file(str(EXAMPLES / "workout_march.zip")), 0, 10, True, True, r), "/video",
-         "No person found in the reference photo, and retargeting"),
+         "`Reference photo`: the 256x256 reference photo, in which no person was found; expected a photo of one person for retargeting"),
         ((ref, "zip", None, handle_file(str(d / "badjson.zip")), 0, 10, True, True, r), "/video",
          "OpenPose JSON file 'f_001_keypoints.json' is not valid JSON"),
         ((ref, "video", handle_file(str(d / "garbage.mp4")), None, 0, 10, True, True, r), "/video", "Driving video: .* is not a readable video"),
@@ -403,7 +612,7 @@ def test_pose_aware_model_in_the_tabs(space_modules, tmp_path):
     np.testing.assert_array_equal(np.asarray(given[-1]), np.asarray(draw_skeleton(Image.open(person), moved)))
     # nobody in the reference photo: a readable error that says what to give instead
     estimator.keypoints = None
-    with pytest.raises(gr.Error, match="No person found in the reference photo, and this model needs the reference person's pose.*OpenPose JSON file under Advanced"):
+    with pytest.raises(gr.Error, match="`Reference photo`: the 128x128 reference photo, in which no person was found; expected a photo of one person for this model.*OpenPose JSON file under Advanced"):
         transfer(person, "preset", None, None, "pose-03", 64, False)
     # the video tab: resolved once for the video, also without retargeting
     estimator.keypoints = kps
@@ -414,3 +623,79 @@ def test_pose_aware_model_in_the_tabs(space_modules, tmp_path):
     path, notes, reference_view = video(person, "zip", None, str(EXAMPLES / "workout_march.zip"), 0, 3, True, True, 64, str(tmp_path / "reference.json"))
     assert estimator.calls == calls + 1  # the file was used for retargeting and for the model
     np.testing.assert_array_equal(np.asarray(reference_view), np.asarray(draw_skeleton(Image.open(person), moved)))
+
+
+def test_video_stops_at_the_next_frame_once_its_client_is_gone(space_modules, tmp_path, monkeypatch):
+    """`StopWhenGone` on the video tab's own pipeline, with a check that turns true at its k-th call: generating
+    from a pose sequence stops before the 6th frame (exactly 5 decoded), and posing a driving video stops at its
+    3rd frame, before any frame is generated; both raise `ClientGone`, a `gr.Error` that Gradio does not print."""
+    import gradio as gr
+
+    from pgat.data.synthetic import SynthHumans
+
+    tab = space_modules["tab_video"]
+    torch.manual_seed(0)
+    repo = tmp_path / "tiny"
+    PGATPipeline(model=PGATModel(resolution=64, bottleneck_channels=16).eval(), pose_estimator=None).save_pretrained(repo)
+    models = space_modules["model"].Models(str(repo), device="cpu")
+    item = SynthHumans(resolution=128, split="test")[0]
+    person = Image.fromarray(item["reference"])
+    kps = np.concatenate([item["reference_keypoints"], (item["reference_keypoints"][:, :1] >= 0).astype(np.float32)], axis=1)
+    kps[kps[:, 0] < 0] = (-1, -1, 0)
+    folder = tmp_path / "poses"
+    folder.mkdir()
+    tab.unpack_sequence(EXAMPLES / "workout_march.zip", folder)
+
+    def gone_at(k):
+        calls = []
+        return lambda: calls.append(1) or len(calls) >= k
+
+    pipe = models.video(64, None)
+    decoded = []
+    decode = pipe.model.decode
+    monkeypatch.setattr(pipe.model, "decode", lambda *a, **kw: decoded.append(1) or decode(*a, **kw))
+    watch = tab.StopWhenGone(pipe, gone_at(6))
+    with pytest.raises(tab.ClientGone) as info:
+        pipe(person, str(folder), reference_pose=kps, max_frames=40)
+    assert watch.generated == 5 and len(decoded) == 5 and watch.posed == 0
+    assert isinstance(info.value, gr.Error) and not info.value.print_exception
+
+    pipe = models.video(64, space_modules["model"].PeopleCounter(_FakeEstimator(kps), threading.Lock()))  # as the tab builds it
+    watch = tab.StopWhenGone(pipe, gone_at(3))
+    decoded.clear()
+    with pytest.raises(tab.ClientGone):
+        pipe(person, str(EXAMPLES / "driving.mp4"), reference_pose=kps, max_frames=40)
+    assert watch.posed == 3 and watch.generated == 0 and not decoded
+    # without a gone check (called outside a queued Gradio event) the video is made whole
+    pipe = models.video(64, None)
+    watch = tab.StopWhenGone(pipe)
+    assert len(pipe(person, str(folder), reference_pose=kps, max_frames=8).frames) == 8 and watch.generated == 8
+
+
+def test_cached_pictures_are_written_whole_and_once(space_modules, tmp_path):
+    """`ui.write_cached_images_atomically`, which `launch` applies: a picture Gradio caches reads back whole, no
+    staging file is left beside it, and once there it is kept, not written again, so that a client downloading it
+    is never served a file truncated by another request writing the same picture."""
+    from gradio import processing_utils
+
+    original = processing_utils.save_pil_to_cache
+    try:
+        space_modules["ui"].write_cached_images_atomically()
+        space_modules["ui"].write_cached_images_atomically()  # once is enough: a second call changes nothing
+        assert processing_utils.save_pil_to_cache is not original
+        image = Image.open(EXAMPLES / "person-1.png").convert("RGB")
+        first = processing_utils.save_pil_to_cache(image, str(tmp_path), format="png")
+        np.testing.assert_array_equal(np.asarray(Image.open(first).convert("RGB")), np.asarray(image))
+        assert [p.name for p in Path(first).parent.iterdir()] == ["image.png"]
+        # the same picture again: the file there is not written again (Gradio's own function rewrites it in place)
+        whole = Path(first).read_bytes()
+        Path(first).write_bytes(b"marker")
+        assert processing_utils.save_pil_to_cache(image, str(tmp_path), format="png") == first
+        assert Path(first).read_bytes() == b"marker"
+        Path(first).write_bytes(whole)
+        # a picture given to a component for a file path goes the same way
+        from gradio import image_utils
+
+        assert image_utils.format_image(image, "filepath", str(tmp_path), "image", "png") == first
+    finally:
+        processing_utils.save_pil_to_cache = original
