@@ -100,7 +100,12 @@ SPACE_NAMES = {
 def _preprocess_readably(component, preprocess, payload):
     from pgat.inputs import open_image
 
-    path = getattr(payload, "path", None) or (payload.get("path") if isinstance(payload, dict) else None)
+    def path_of(data):
+        return getattr(data, "path", None) or (data.get("path") if isinstance(data, dict) else None)
+
+    # an image's upload, or the photo under an editor's strokes (`gr.ImageEditor`'s "background")
+    background = getattr(payload, "background", None) or (payload.get("background") if isinstance(payload, dict) else None)
+    path = path_of(payload) or path_of(background)
     try:
         if isinstance(path, str) and os.path.isfile(path):
             # the checks of every door, from the file's header, before Gradio decodes a pixel (a small file can

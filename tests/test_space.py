@@ -466,6 +466,9 @@ def bad_files(tmp_path_factory):
         writer.send(np.zeros((64, 64, 3), np.uint8))
     writer.close()
     (d / "big.png").write_bytes(np.random.default_rng(0).bytes(6 * 1024 * 1024))
+    from pgat.inputs import _bomb_png
+
+    (d / "bomb.png").write_bytes(_bomb_png(100_000, 100_000))
     return d
 
 
@@ -491,7 +494,12 @@ def test_bad_uploads_get_readable_errors_and_the_server_keeps_serving(client, sp
         ((handle_file(str(d / "empty.png")), "preset", None, None, "pose-01", r, True), "/pose_transfer",
          "`Reference photo`: the 256x256 reference photo, in which no person was found; expected a photo of one person for fitting the pose"),
         ((_editor(d / "text.png"), _editor(EXAMPLES / "person-3.png"), "automatic", r), "/tryon",
-         "Person photo: the uploaded file is not a readable image"),
+         "`Person photo`: the file 'text.png', which is not an image"),
+        # a 45-byte file declaring 10,000 megapixels: refused from its header, before Gradio decodes it
+        ((handle_file(str(d / "bomb.png")), "preset", None, None, "pose-01", r, False), "/pose_transfer",
+         "`Reference photo`: the file 'bomb.png', whose header declares 10,000 megapixels; expected at most 67.1 megapixels"),
+        ((_editor(EXAMPLES / "person-1.png"), _editor(d / "bomb.png"), "automatic", r), "/tryon",
+         r"`Garment photo \(someone wearing it\)`: the file 'bomb.png', whose header declares 10,000 megapixels"),
         ((_editor(EXAMPLES / "person-1.png"), _editor(d / "empty.png"), "automatic", r), "/tryon", "`Garment photo`: the 256x256 garment photo, in which no person was found"),
         ((ref, "zip", None, handle_file(str(d / "text.zip")), 0, 10, True, True, r), "/video", "'text.zip' is not a readable zip file"),
         ((handle_file(str(d / "empty.png")), "zip", None, handle_file(str(EXAMPLES / "workout_march.zip")), 0, 10, True, True, r), "/video",
