@@ -16,13 +16,13 @@ TINY = (
 )
 
 
-def _run(tmp_path, variants, equal="steps", extra=""):
+def _run(tmp_path, variants, equal="steps", extra="", time_variants=None):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     cmd = [
         sys.executable, str(REPO / "train" / "ablation.py"), "--config", "ablation-128", "--output_dir", str(tmp_path / "runs"),
         "--variants", variants, "--equal", equal, "--num_pairs", "3", "--num_samples", "2", "--report", str(tmp_path / "docs" / "ablation.md"),
         f"--extra={TINY} --mixed_precision no {extra}",
-    ]
+    ] + (["--time_variants", time_variants] if time_variants else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
@@ -74,6 +74,7 @@ def test_equal_time_scales_each_variant_by_its_own_step_cost(tmp_path):
     timed = json.loads((runs / "equal-time" / "ablation.json").read_text())
     budget = sorted(r["train_cpu_seconds"] for r in steps.values())
     minutes = (budget[0] + budget[1]) / 2 / 60  # the median of two
+    assert set(timed) == {"Baseline", "Pose-aware PT+LPL"}
     for name, slug, levels in (("Baseline", "baseline", 1), ("Pose-aware PT+LPL", "pose-aware-pt-lpl", 2)):
         scale = 60 * minutes / steps[name]["train_cpu_seconds"]
         config = json.loads((runs / "equal-time" / slug / "training_config.json").read_text())
@@ -86,3 +87,13 @@ def test_equal_time_scales_each_variant_by_its_own_step_cost(tmp_path):
     assert "## Equal optimizer steps" in report and "## Equal training time" in report
     assert (tmp_path / "docs" / "ablation-equal-time-samples.png").exists() and (tmp_path / "docs" / "ablation-equal-time-curves.png").exists()
     assert f"| Pose-aware PT+LPL | {timed['Pose-aware PT+LPL']['steps']} |" in report and "| — | — | — |" in report
+
+    # --time_variants: only some on the time budget, which stays the median of all the equal-steps runs
+    import shutil
+
+    shutil.rmtree(runs / "equal-time")
+    _run(tmp_path, "Baseline,Pose-aware PT+LPL", equal="steps,time", extra="--steps_per_stage 3", time_variants="Pose-aware PT+LPL")
+    assert set(json.loads((runs / "equal-time" / "ablation.json").read_text())) == {"Pose-aware PT+LPL"}
+    assert not (runs / "equal-time" / "baseline").exists()
+    config = json.loads((runs / "equal-time" / "pose-aware-pt-lpl" / "training_config.json").read_text())
+    assert config["steps_per_stage"] == str(max(1, round(3 * 60 * minutes / steps["Pose-aware PT+LPL"]["train_cpu_seconds"])))

@@ -25,7 +25,8 @@ Two budgets (``--equal``), each a table of the report:
   variant's equal-steps run took, every level alike, so each run still ends its full schedule (its cosine reaches
   its last rate) instead of being cut off mid-level. The time is the process CPU time of the training steps of one
   thread, which is the wall-clock time on a core of its own, whatever else shares the machine; both are reported.
-  This budget needs the equal-steps runs, which measure what a step of each variant costs.
+  This budget needs the equal-steps runs, which measure what a step of each variant costs; ``--time_variants``
+  trains only some of the variants on it (the budget is still the median of all the equal-steps runs).
 
 The runs go ``--jobs`` at a time with one thread each (``train/pose_aware.py``'s driver). The driver can be stopped
 at any time: a variant with a finished repository (its model card is written last) is skipped, an unfinished one
@@ -84,6 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     p.add_argument("--equal", default="steps,time", help="budgets, comma-separated: 'steps' (the preset's steps), 'time' (--minutes each)")
     p.add_argument("--minutes", type=float, default=None, help="--equal time: training minutes per variant (default: the median of the equal-steps runs)")
+    p.add_argument("--time_variants", default=None, help="--equal time: the variants to train on the time budget (default: all of --variants)")
     p.add_argument("--jobs", type=int, default=2, help="variants trained at once, one thread each")
     p.add_argument("--num_pairs", type=int, default=200, help="test pairs evaluated per variant")
     p.add_argument("--num_samples", type=int, default=4, help="test pairs in the sample strips")
@@ -242,12 +244,13 @@ def main(args) -> None:
             steps_repos = train_variants(names, steps_args, variants=VARIANTS, slug=slug)
             steps_records = {n: evaluate_variant(n, r, args) for n, r in steps_repos.items()}
             minutes = args.minutes or statistics.median(r["train_cpu_seconds"] for r in steps_records.values()) / 60
-            plan = equal_time_steps(steps_records, steps_repos, minutes)
+            timed = parse_variants(args.time_variants, names) if args.time_variants else names
+            plan = equal_time_steps({n: steps_records[n] for n in timed}, steps_repos, minutes)
             run_args = argparse.Namespace(**{**vars(args), "output_dir": str(Path(args.output_dir) / "equal-time")})
             # after --extra, so that the budget's steps win over an --extra --steps_per_stage
-            late = {n: ["--steps_per_stage", ",".join(map(str, plan[n]))] for n in names}
+            late = {n: ["--steps_per_stage", ",".join(map(str, plan[n]))] for n in timed}
             print(f"equal time: {minutes:.2f} CPU minutes per variant; steps per level {plan}", flush=True)
-        repos = train_variants(names, run_args, variants=VARIANTS, slug=slug, late=late if budget == "time" else None)
+        repos = train_variants(names if budget == "steps" else timed, run_args, variants=VARIANTS, slug=slug, late=late if budget == "time" else None)
         records = {n: evaluate_variant(n, r, args) for n, r in repos.items()}
         phases[budget] = records
         stem = report_path.stem + ("" if budget == "steps" else "-equal-time")
