@@ -290,6 +290,13 @@ class PGATPipeline(DiffusionPipeline):
 
         Returns:
             `PGATPipelineOutput` or ``(images, target_poses)`` (``reference_poses`` is in the dataclass only).
+
+        Raises:
+            `pgat.inputs.InputError` (a ``ValueError``) for an input no output can be made from, by the rules of
+            `pgat.inputs`: an unreadable, animated, too small, too large or too elongated image; a pose that places
+            no body in its picture (fewer than 3 body joints inside it, or none of the neck, shoulders and hips); a
+            reference photo in which the pose estimator finds nobody (checked whenever the pipeline has one, whether
+            or not the model reads the reference's pose).
         """
         return self._transfer(reference_image, target_pose, reference_pose, align_pose, batch_size, output_type, return_dict)
 
