@@ -41,8 +41,10 @@ def run(model, pairs, n: int, batch_size: int, dtype: torch.dtype):
         ref = torch.stack([it["reference"] for it in items])
         tgt = torch.stack([it["target"] for it in items])
         kps = torch.stack([it["target_keypoints"] for it in items])
+        # a model that takes the reference person's own pose (the embedded one, DESIGN.md §1b) gets it, as in `pgat evaluate`
+        extra = (torch.stack([it["reference_keypoints"] for it in items]),) if model.needs_reference_pose else ()
         t0 = time.perf_counter()
-        pred = model(ref.to(dtype), kps).image.float().clamp(-1, 1)
+        pred = model(ref.to(dtype), kps, *extra).image.float().clamp(-1, 1)
         seconds += time.perf_counter() - t0
         images.append(pred)
         rows.append(evaluate(pred, tgt, kps, metrics=("ssim", "ms_ssim", "local_ssim")))

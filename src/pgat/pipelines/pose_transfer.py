@@ -406,9 +406,8 @@ def _cmd_transfer(args) -> int:
 
 DTYPES = ("float32", "bfloat16")
 DTYPE_HELP = (
-    "weights and features in this precision (default: float32). bfloat16 ran 1.9-2.0x faster on a CPU with native bf16 "
-    "(AVX512-BF16) and changed the embedded model's SSIM by -0.0004, but moved 0.14%% of 8-bit values by more than "
-    "2 levels (one by 74); "
+    "weights and features in this precision (default: float32). On a CPU with native bf16 (AVX512-BF16), bfloat16 ran the "
+    "embedded model 1.25x faster and changed its SSIM by -0.0002, moving 8-bit values by at most 6 levels; "
     "on a CPU without it, it is emulated and far slower (benchmarks/BENCHMARKS.md)"
 )
 
