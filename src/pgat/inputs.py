@@ -50,7 +50,7 @@ from PIL import Image, UnidentifiedImageError
 from .pose import COCO18_NAMES, NUM_KEYPOINTS
 
 MAX_IMAGE_PIXELS_ENV = "PGAT_MAX_IMAGE_PIXELS"
-DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+MAX_IMAGE_PIXELS = 8192 * 8192  # the default; `max_image_pixels()` is what is applied
 MIN_IMAGE_SIDE = 32
 MAX_ASPECT_RATIO = 4.0
 MIN_BODY_JOINTS = 3
@@ -66,7 +66,7 @@ def max_image_pixels() -> int:
     """The pixel limit of every image read: ``PGAT_MAX_IMAGE_PIXELS`` when set, else 8192 × 8192."""
     value = os.environ.get(MAX_IMAGE_PIXELS_ENV)
     if value in (None, ""):
-        return DEFAULT_MAX_IMAGE_PIXELS
+        return MAX_IMAGE_PIXELS
     try:
         n = int(value)
     except ValueError:
@@ -75,8 +75,6 @@ def max_image_pixels() -> int:
         raise ValueError(f"environment variable {MAX_IMAGE_PIXELS_ENV} must be a whole number of at least {MIN_IMAGE_SIDE ** 2}, got {value!r}")
     return n
 
-
-MAX_IMAGE_PIXELS = DEFAULT_MAX_IMAGE_PIXELS  # the default; `max_image_pixels()` is what is applied
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,8 +177,7 @@ def open_image(source: Union[str, os.PathLike, bytes, bytearray], name: str = "i
         if not path.is_file():
             raise InputError(name, f"'{path}', which is a folder", "an image file")
         stream = path
-        with open(path, "rb") as f:
-            head = f.read(8)
+        head = None  # read only when the file turns out not to be an image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is lower and applies next
@@ -190,6 +187,9 @@ def open_image(source: Union[str, os.PathLike, bytes, bytearray], name: str = "i
         size = f"{int(declared.group(1)) / 1e6:,.0f} megapixels" if declared else "an enormous image"
         raise InputError(name, f"{where}, whose header declares {size}", f"at most {max_image_pixels() / 1e6:.1f} megapixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        if head is None:
+            with open(stream, "rb") as f:
+                head = f.read(8)
         if not head:
             raise UnreadableImageError(name, f"{where}, which is empty", "an image file") from None
         raise UnreadableImageError(name, f"{where}, which is not an image (it starts with {head!r})", "a PNG, JPEG, WebP or other image file") from None
@@ -283,16 +283,18 @@ POSE_FORMS = ("an (18, 2|3) array of (x, y[, confidence]) in the reference image
 OPENPOSE_EXPECTED = "OpenPose JSON: an object with a 'people' list, each person with 'pose_keypoints_2d' of 54 (COCO-18) or 75 (BODY_25) numbers"
 
 
-def keypoint_array(value, name: str = "keypoints") -> np.ndarray:
-    """``value`` as float32 ``(18, 3)`` ``(x, y, confidence)``: an ``(18, 2)`` array gets confidence 1 where present.
-    A non-numeric, wrongly shaped, NaN or infinite array is an `InputError`."""
+def numeric_keypoints(value, name: str = "keypoints", widths: Tuple[int, ...] = (2, 3)) -> np.ndarray:
+    """``value`` as a float32 ``(18, w)`` array, ``w`` one of ``widths``, as given (no point changed), or an
+    `InputError`: not numbers (strings are refused, not converted), the wrong shape, NaN or infinite values."""
+    shape = " or ".join(f"(18, {w})" for w in widths)
+    pixels = "x, y[, confidence]" if 3 in widths else "x, y"
+    numbers = f"an {shape} array of numbers (COCO-18 {pixels})"
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if isinstance(value, (str, bytes)) or isinstance(value, Mapping):
-        raise InputError(name, describe(value), "an (18, 2) or (18, 3) array of numbers (COCO-18 x, y[, confidence])")
+        raise InputError(name, describe(value), numbers)
     if isinstance(value, (list, tuple)) and any(isinstance(v, Mapping) for v in value):  # OpenPose people, one level too deep
         raise InputError(name, f"OpenPose JSON whose top level is {describe(value)}", OPENPOSE_EXPECTED)
-    numbers = "an (18, 2) or (18, 3) array of numbers (COCO-18 x, y[, confidence])"
     if _has_text(value):  # numpy would read "12.5" as a number: a pose of strings is refused, not converted
         raise InputError(name, f"{describe(value)} with strings among its values", numbers)
     try:
@@ -300,12 +302,20 @@ def keypoint_array(value, name: str = "keypoints") -> np.ndarray:
             arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError, OverflowError):
         raise InputError(name, f"{describe(value)} that is not all numbers", numbers) from None
-    if arr.ndim != 2 or arr.shape[0] != NUM_KEYPOINTS or arr.shape[1] not in (2, 3):
-        raise InputError(name, f"an array of shape {tuple(arr.shape)}", "shape (18, 2) or (18, 3) (COCO-18 keypoints as x, y pixels[, confidence])")
+    if arr.ndim != 2 or arr.shape[0] != NUM_KEYPOINTS or arr.shape[1] not in widths:
+        raise InputError(name, f"an array of shape {tuple(arr.shape)}", f"shape {shape} (COCO-18 keypoints as {pixels.replace('y', 'y pixels', 1)})")
     if not np.isfinite(arr).all():
         bad = sorted({int(i) for i in np.argwhere(~np.isfinite(arr))[:, 0]})
         at = "every point" if len(bad) == NUM_KEYPOINTS else _names(bad)
         raise InputError(name, f"NaN or infinite coordinates (at {at})", "finite numbers; mark a missing point as (-1, -1)")
+    return arr
+
+
+def keypoint_array(value, name: str = "keypoints") -> np.ndarray:
+    """``value`` as float32 ``(18, 3)`` ``(x, y, confidence)``: an ``(18, 2)`` array gets confidence 1 where present;
+    a point of confidence 0 is missing. A non-numeric, wrongly shaped, NaN or infinite array is an `InputError`
+    (`numeric_keypoints`)."""
+    arr = numeric_keypoints(value, name)
     if arr.shape[1] == 2:
         arr = np.concatenate([arr, ((arr[:, 0] >= 0) & (arr[:, 1] >= 0))[:, None].astype(np.float32)], axis=1)
     else:  # OpenPose's convention, as its JSON is read: a point of confidence 0 was not found

@@ -79,24 +79,9 @@ def visible(keypoints: Union[np.ndarray, torch.Tensor]):
 def check_keypoints(keypoints: ArrayLike, name: str = "keypoints", allow_confidence: bool = False) -> np.ndarray:
     """Return ``keypoints`` as a float32 ``(18, 2)`` (or ``(18, 3)``) array, or raise a `pgat.inputs.InputError`
     (a ``ValueError``) that names the argument, what it received and what was expected."""
-    from .inputs import InputError, describe
+    from .inputs import numeric_keypoints
 
-    want = "(18, 2) or (18, 3)" if allow_confidence else "(18, 2)"
-    if isinstance(keypoints, torch.Tensor):
-        keypoints = keypoints.detach().cpu().numpy()
-    if isinstance(keypoints, (str, bytes, dict)):
-        raise InputError(name, describe(keypoints), f"a numeric array of shape {want} (COCO-18 keypoints as x, y pixels)")
-    try:
-        arr = np.asarray(keypoints, dtype=np.float32)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(name, f"{describe(keypoints)} that is not all numbers", f"a numeric array of shape {want}") from None
-    widths = (2, 3) if allow_confidence else (2,)
-    if arr.ndim != 2 or arr.shape[0] != NUM_KEYPOINTS or arr.shape[1] not in widths:
-        raise InputError(name, f"an array of shape {tuple(arr.shape)}", f"shape {want} (COCO-18 keypoints as x, y pixels)")
-    if not np.isfinite(arr).all():
-        bad = sorted({COCO18_NAMES[i] for i in np.argwhere(~np.isfinite(arr))[:, 0]})
-        raise InputError(name, f"NaN or infinite coordinates (at {', '.join(bad)})", "finite numbers; mark a missing point as (-1, -1)")
-    return arr
+    return numeric_keypoints(keypoints, name, (2, 3) if allow_confidence else (2,))
 
 
 # ---------------------------------------------------------------------------------------------
