@@ -286,16 +286,20 @@ def composite_grid(
     image_size: Union[int, Tuple[int, int], None] = None,
     parts: Optional[Tuple[str, ...]] = None,
     margin: float = 0.0,
+    reference_size: Union[int, Tuple[int, int], None] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     r"""One sampling grid that moves every part of the reference to the target pose.
 
     Args:
         reference_keypoints (`torch.Tensor`), target_keypoints (`torch.Tensor`): ``(B, 18, 2)`` pixels of an
-            ``image_size`` image (the same frame for both); -1 = missing.
+            ``image_size`` image (the same frame for both, unless ``reference_size`` says otherwise); -1 = missing.
         size (`int` or `(height, width)`): the grid's size (the feature map it will sample).
         image_size (`int` or `(height, width)`, *optional*): the keypoints' image; defaults to ``size``.
         parts (`Tuple[str, ...]`, *optional*): only these `PART_NAMES` (e.g. `UPPER_BODY_PARTS`); default all.
         margin (`float`, *optional*, defaults to 0): grow the part masks by this many body units (`part_masks`).
+        reference_size (`int` or `(height, width)`, *optional*): the reference's own image when it is another
+            picture than the target's (try-on: a garment photo onto a person photo); ``reference_keypoints`` are
+            then in its pixels and the grid samples it. Defaults to ``image_size``.
 
     Returns:
         `Tuple[torch.Tensor, torch.Tensor]`: the ``(B, h, w, 2)`` float32 grid for
@@ -325,8 +329,9 @@ def composite_grid(
     m = theta.view(-1, h, w, 6).unbind(-1)  # a b tx / c d ty, per pixel
     xs, ys = _pixel_axes((h, w), (ih, iw), tgt.device)
     q = torch.stack([m[0] * xs + m[1] * ys + m[2], m[3] * xs + m[4] * ys + m[5]], -1)  # (B, h, w, 2)
-    # grid_sample, align_corners=False: image pixel centre x sits at (2 x + 1) / W - 1
-    scale = torch.tensor([iw, ih], device=tgt.device, dtype=torch.float32)
+    # grid_sample, align_corners=False: image pixel centre x sits at (2 x + 1) / W - 1, W the sampled image's width
+    _, (rh, rw) = _sizes((ih, iw), reference_size if reference_size is not None else (ih, iw))
+    scale = torch.tensor([rw, rh], device=tgt.device, dtype=torch.float32)
     return (2 * q + 1) / scale - 1, masks
 
 

@@ -213,6 +213,29 @@ def write_openpose_json(
 # DeepFashion annotation CSV (PATN / GFLA layout)
 # ---------------------------------------------------------------------------------------------
 
+# The try-on's canonical pose (paper fig. 9): a real frontal, full-body, arms-down DeepFashion test pose, the
+# OpenPose estimate of `CANONICAL_POSE_SOURCE` in its 256x256 photo frame, chosen among the rows with all 18 points
+# for left/right symmetry, a centred neck and a tall figure. Arms hang a little away from the torso, so sleeves and
+# torso do not overlap. Kept here as numbers (tests/test_tryon.py checks them against the shipped annotation file),
+# so that no network has to read a dataset to know it.
+CANONICAL_POSE_SOURCE = "fashionMENTees_Tanksid0000678701_4full.jpg"
+CANONICAL_POSE: Tuple[Tuple[float, float], ...] = (
+    (127.0, 27.0), (129.0, 57.0),
+    (106.0, 56.0), (99.0, 90.0), (98.0, 122.0),
+    (151.0, 57.0), (158.0, 89.0), (159.0, 122.0),
+    (114.0, 129.0), (112.0, 178.0), (111.0, 227.0),
+    (142.0, 130.0), (145.0, 179.0), (148.0, 227.0),
+    (122.0, 22.0), (131.0, 22.0), (116.0, 25.0), (138.0, 25.0),
+)
+CANONICAL_FRAME = 256  # `CANONICAL_POSE` is in pixels of a square of this side
+
+
+def canonical_pose(size: int = CANONICAL_FRAME) -> np.ndarray:
+    """`CANONICAL_POSE` as ``(18, 2)`` float32 pixels of a ``size`` square (pixel-centre convention)."""
+    kps = np.asarray(CANONICAL_POSE, np.float32)
+    return ((kps + 0.5) * (size / CANONICAL_FRAME) - 0.5).astype(np.float32)
+
+
 DEEPFASHION_FRAMES = {"256x176": 40, "256x256": 0}
 
 

@@ -37,12 +37,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
-from ..pose import NUM_KEYPOINTS, read_deepfashion_annotations
-
-# The try-on's canonical pose: a real frontal, full-body, arms-down DeepFashion test pose (OpenPose estimate,
-# 256x256 photo frame), chosen among the rows with all 18 points for left/right symmetry, a centred neck and
-# a tall figure. Arms hang a little away from the torso, so sleeves and torso do not overlap.
-CANONICAL_POSE_SOURCE = "fashionMENTees_Tanksid0000678701_4full.jpg"
+from ..pose import CANONICAL_POSE, CANONICAL_POSE_SOURCE, NUM_KEYPOINTS  # noqa: F401  (the source is re-exported)
 
 
 @dataclass
@@ -94,11 +89,9 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 def default_canonical_pose() -> List[List[float]]:
-    """The 18 ``(x, y)`` points of `CANONICAL_POSE_SOURCE`, in pixels of a 256 square (shipped DeepFashion poses)."""
-    from ..data.synthetic import DEEPFASHION_ANNOTATIONS, find_pose_file
-
-    table = read_deepfashion_annotations(find_pose_file(DEEPFASHION_ANNOTATIONS), frame="256x256")
-    return table[CANONICAL_POSE_SOURCE].tolist()
+    """The try-on's canonical pose (`pgat.pose.CANONICAL_POSE`), 18 ``(x, y)`` pixels of a 256 square, as a config
+    value."""
+    return [list(p) for p in CANONICAL_POSE]
 
 
 class FlowBlock(nn.Module):
