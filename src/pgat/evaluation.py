@@ -18,6 +18,16 @@ offline) on every image: 200 pairs at 256² take 30-50 s more on one CPU core (9
 so it is in the default list; its ceiling on SynthHumans' ground truth is 0.76 at 128² and 0.74 at 256².
 LPIPS and FID are added when asked for (``--metrics``), and fail with their own message when their weights are not
 on disk.
+
+Virtual try-on (``pgat evaluate --task tryon``, `evaluate_tryon`): the try-on pipeline on SynthHumans try-on
+triples (`pgat.data.SynthHumansTryOn`: a person, another identity's top in another pose, and the exact ground truth),
+scored on the whole image and inside the **garment region** (the person's own top ∪ the ground truth's top), and
+outside it beyond a seam band (`tryon_scores`), beside two baselines:
+
+- ``"person_unchanged"``: the person photo returned as it is;
+- ``"unwarped_paste"``: the garment photo's top pixels pasted at the same pixel positions on the person photo.
+
+Written as ``evaluation-tryon.json`` (+ ``.jsonl``) and ``evaluation-tryon.md``.
 """
 
 from __future__ import annotations
@@ -250,14 +260,242 @@ def update_model_card(repo_dir, record: Dict, table: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
+# virtual try-on
+# ---------------------------------------------------------------------------------------------
+
+TRYON_BASELINES = ("person_unchanged", "unwarped_paste")
+TRYON_METRICS = ("ssim", "ssim_region", "l1_region", "psnr_region", "outside_equal", "outside_max_diff")
+TRYON_ROW_NAMES = {
+    "person_unchanged": "person-unchanged baseline",
+    "unwarped_paste": "unwarped-paste baseline",
+}
+# the best value of the metrics a gap can be measured on
+TRYON_BEST = {"ssim": 1.0, "ssim_region": 1.0, "l1_region": 0.0}
+TRYON_MODES = ("keep", "canonical")
+SEAM_AT_256 = 4  # px of the seam band at 256², scaled with the resolution
+PSNR_CAP = 100.0  # dB given to an exact match (an infinite PSNR would not average)
+
+
+def seam_width(resolution: int) -> int:
+    """The seam band's width in pixels: `SEAM_AT_256` at 256², in proportion elsewhere (1 px at 64², 8 px at 512²)."""
+    return max(1, round(SEAM_AT_256 * resolution / 256))
+
+
+def garment_region(person_parsing, ground_truth_parsing):
+    """The garment region of a try-on triple, ``(H, W)`` bool: the union of the person's own top and the ground
+    truth's top (``"top"`` label of each parsing), every pixel try-on must change or may change. Sleeves and top
+    length decide which pixels are skin or bottom garment, so neither top alone is the region."""
+    import numpy as np
+
+    from .data.synthetic import TOP
+
+    return (np.asarray(person_parsing) == TOP) | (np.asarray(ground_truth_parsing) == TOP)
+
+
+def unwarped_paste(person, garment, garment_mask):
+    """The unwarped-paste baseline: the garment photo's top pixels pasted at the same pixel positions on the
+    person photo, no warp; every other pixel the person's (uint8 ``(H, W, 3)``)."""
+    import numpy as np
+
+    m = np.asarray(garment_mask).astype(bool)[..., None]
+    return np.where(m, garment, person).astype(np.uint8)
+
+
+def tryon_scores(output, ground_truth, person, region, seam: int) -> Dict[str, float]:
+    """Try-on metrics of one output (uint8 ``(H, W, 3)`` arrays, ``region`` the garment region, `garment_region`).
+
+    - ``ssim``: SSIM of the whole image against the ground truth (`pgat.metrics.ssim_per_image`);
+    - ``ssim_region``: the mean of the SSIM map over the region's pixels (`pgat.metrics.masked_ssim_per_image`);
+    - ``l1_region``: mean absolute difference over the region's pixels and channels, intensities in [0, 1];
+    - ``psnr_region``: PSNR (dB, peak 255) of the region's pixels, `PSNR_CAP` for an exact match;
+    - ``outside_equal``: the share of the pixels outside the region grown by the seam band (every pixel more
+      than ``seam`` px away from it in x or y: a ``(2 seam + 1)²`` square dilation) where the output equals the
+      **person photo** exactly, all three channels; ``outside_max_diff``: the largest absolute difference there (0-255).
+    """
+    import numpy as np
+    import torch.nn.functional as F
+
+    from .metrics import masked_ssim_per_image, ssim_per_image, to_tensor
+
+    out_t, gt_t = to_tensor(output, "output"), to_tensor(ground_truth, "ground_truth")
+    m = torch.from_numpy(np.asarray(region, bool))
+    diff = np.abs(output.astype(np.float64) - ground_truth.astype(np.float64))[np.asarray(region, bool)]
+    mse = float((diff**2).mean()) if diff.size else float("nan")
+    grown = F.max_pool2d(m[None, None].float(), 2 * seam + 1, stride=1, padding=seam)[0, 0].bool().numpy()
+    outside = ~grown
+    off = np.abs(output.astype(np.int16) - person.astype(np.int16)).max(-1)[outside]
+    return {
+        "ssim": float(ssim_per_image(out_t, gt_t)[0]),
+        "ssim_region": float(masked_ssim_per_image(out_t, gt_t, m[None])[0]),
+        "l1_region": float(diff.mean() / 255.0) if diff.size else float("nan"),
+        "psnr_region": PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * float(np.log10(255.0**2 / mse))),
+        "outside_equal": float((off == 0).mean()) if off.size else float("nan"),
+        "outside_max_diff": float(off.max()) if off.size else 0.0,
+    }
+
+
+class PipelineTryOn:
+    """`PGATTryOnPipeline` as the try-on callable of `evaluate_tryon`: the parsing masks and poses it is given go
+    to the pipeline as ``person_mask`` / ``garment_mask`` / ``person_pose`` / ``garment_pose``, and the output comes
+    back as uint8 ``(H, W, 3)``.
+
+    Args:
+        pipe (`PGATTryOnPipeline`): the pipeline.
+        mode (`str`, *optional*): ``"keep"`` or ``"canonical"``, passed as the pipeline's ``mode=`` argument;
+            the pipeline's own default when omitted. A pipeline without a ``mode`` argument always goes through
+            the canonical pose: ``"canonical"`` then runs it as it is, ``"keep"`` is an error.
+
+    Attributes:
+        mode (`str` or `None`): the mode the outputs were made in (the output's ``mode`` when the pipeline reports one).
+    """
+
+    def __init__(self, pipe, mode: Optional[str] = None):
+        import inspect
+
+        if mode is not None and mode not in TRYON_MODES:
+            raise ValueError(f"`mode` must be one of {TRYON_MODES} or None, got {mode!r}")
+        self.pipe = pipe
+        self.takes_mode = "mode" in inspect.signature(pipe.__call__).parameters
+        if mode == "keep" and not self.takes_mode:
+            raise ValueError("`mode`='keep' needs a PGATTryOnPipeline with a `mode` argument; this one always goes through the canonical pose (mode='canonical')")
+        self.requested = mode
+        self.mode = mode if (mode is not None or self.takes_mode) else "canonical"
+
+    def __call__(self, person, garment, person_mask, garment_mask, person_keypoints, garment_keypoints):
+        import numpy as np
+
+        options = {"mode": self.requested} if (self.requested is not None and self.takes_mode) else {}
+        out = self.pipe(
+            person, garment, person_mask=person_mask, garment_mask=garment_mask,
+            person_pose=person_keypoints, garment_pose=garment_keypoints, output_type="np", **options,
+        )
+        if getattr(out, "mode", None) is not None:
+            self.mode = str(out.mode)
+        return (np.clip(np.asarray(out.images[0]), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def evaluate_tryon(
+    tryon,
+    triples,
+    num_triples: Optional[int] = None,
+    name: str = "model",
+    baselines: bool = True,
+    seam: Optional[int] = None,
+    progress: bool = True,
+) -> Dict[str, Dict[str, float]]:
+    """Try-on metrics (`tryon_scores`) of ``tryon`` and of the two baselines over the first ``num_triples`` triples.
+
+    Args:
+        tryon: any callable ``(person, garment, person_mask, garment_mask, person_keypoints, garment_keypoints) ->
+            output``: uint8 ``(R, R, 3)`` photos, the masks uint8 ``(R, R)`` 0/255 (the person's own ``"top"`` and
+            the garment photo's ``"top"`` parsing labels), the keypoints float ``(18, 2)`` pixels (-1 missing, as
+            drawn); the output uint8 ``(R, R, 3)``. `PipelineTryOn` adapts a `PGATTryOnPipeline`; ``None`` scores
+            the baselines only.
+        triples: try-on triples with the items of `pgat.data.SynthHumansTryOn`.
+        name (`str`, *optional*, defaults to ``"model"``): the row of ``tryon``.
+        baselines (`bool`, *optional*, defaults to `True`): add the rows ``"person_unchanged"`` (the person photo
+            as it is) and ``"unwarped_paste"`` (`unwarped_paste`).
+        seam (`int`, *optional*): the seam band in px; `seam_width` of the resolution when omitted.
+
+    Returns:
+        ``{row: {metric: value, "num_triples": n}}``: every metric the mean over triples, but ``outside_max_diff``,
+        the largest over all of them.
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .data.synthetic import TOP
+
+    n = len(triples) if num_triples is None else min(num_triples, len(triples))
+    if n < 1:
+        raise ValueError(f"`triples` has none to evaluate (len {len(triples)}, num_triples {num_triples})")
+    if tryon is None and not baselines:
+        raise ValueError("nothing to evaluate: `tryon` is None and `baselines` is False")
+    names = ([name] if tryon is not None else []) + (list(TRYON_BASELINES) if baselines else [])
+    scores: Dict[str, List[Dict[str, float]]] = {k: [] for k in names}
+    for i in tqdm(range(n), disable=not progress, desc="evaluate try-on"):
+        item = triples[i]
+        person, garment, truth = item["person"], item["garment"], item["ground_truth"]
+        r = person.shape[0]
+        seam_px = seam_width(r) if seam is None else int(seam)
+        person_mask = (item["person_parsing"] == TOP).astype(np.uint8) * 255
+        garment_mask = (item["garment_parsing"] == TOP).astype(np.uint8) * 255
+        region = garment_region(item["person_parsing"], item["ground_truth_parsing"])
+        outputs = {}
+        if tryon is not None:
+            out = tryon(person, garment, person_mask, garment_mask, item["person_keypoints"], item["garment_keypoints"])
+            out = np.asarray(out)
+            if out.dtype != np.uint8 or out.shape != person.shape:
+                raise ValueError(f"`tryon` must return a uint8 array of the person photo's shape {person.shape}, got {out.dtype} of shape {out.shape}")
+            outputs[name] = out
+        if baselines:
+            outputs["person_unchanged"] = person
+            outputs["unwarped_paste"] = unwarped_paste(person, garment, garment_mask)
+        for key, out in outputs.items():
+            scores[key].append(tryon_scores(out, truth, person, region, seam_px))
+    results = {}
+    for key, rows in scores.items():
+        row = {m: float(np.nanmean([r[m] for r in rows])) for m in TRYON_METRICS if m != "outside_max_diff"}
+        row["outside_max_diff"] = float(max(r["outside_max_diff"] for r in rows))
+        results[key] = {**{m: row[m] for m in TRYON_METRICS}, "num_triples": n}
+    return results
+
+
+def tryon_gaps(results: Dict[str, Dict[str, float]], model: str) -> Dict[str, Dict[str, float]]:
+    """The share of the gap to a perfect score the ``model`` row closes over each baseline row,
+    ``(model - baseline) / (best - baseline)``, for the metrics with a best value (`TRYON_BEST`); NaN when the
+    baseline is already perfect. The issue's aim: at least 0.5 on ``ssim_region`` over ``"unwarped_paste"``."""
+    gaps = {}
+    for base in TRYON_BASELINES:
+        if base in results and model in results:
+            gaps[base] = {}
+            for m, best in TRYON_BEST.items():
+                b, v = results[base][m], results[model][m]
+                gaps[base][m] = float("nan") if b == best else float((v - b) / (best - b))
+    return gaps
+
+
+def tryon_markdown_table(results: Dict[str, Dict[str, float]], model: Optional[str] = None, title: str = "") -> str:
+    """Rows: the model (``model``), the person-unchanged and unwarped-paste baselines, and the gap the model closes
+    over each (`tryon_gaps`)."""
+    lines = [f"**{title}**", ""] if title else []
+    lines += ["| | " + " | ".join(TRYON_METRICS) + " |", "|---|" + "---|" * len(TRYON_METRICS)]
+    for key, row in results.items():
+        cells = [f"{row[m]:.0f}" if m == "outside_max_diff" else f"{row[m]:.4f}" for m in TRYON_METRICS]
+        label = TRYON_ROW_NAMES.get(key) or (key.replace("pgat_", "PGAT (") + ")" if key.startswith("pgat_") else key)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if model is not None:
+        for base, gap in tryon_gaps(results, model).items():
+            cells = [("n/a" if gap[m] != gap[m] else f"{gap[m]:.2f}") if m in gap else "" for m in TRYON_METRICS]
+            lines.append(f"| gap closed over {base.replace('_', '-')} (model − baseline) / (best − baseline) | " + " | ".join(cells) + " |")
+    n = next(iter(results.values()))["num_triples"]
+    lines += ["", f"{n} triples. Region: the person's top ∪ the ground truth's top. Outside: beyond the region grown by the seam band."]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
+
+
+def write_results(folder, stem: str, record: Dict, table: str) -> None:
+    """``STEM.json`` (this run), a line appended to ``STEM.jsonl`` (every run) and ``STEM.md`` (the table) in ``folder``."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    with open(out / f"{stem}.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    (out / f"{stem}.md").write_text(table)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .stages import stage_folder
 
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.task == "tryon":
+        return _cmd_evaluate_tryon(args)
+    if args.mode is not None:
+        raise ValueError("`--mode` is an option of `--task tryon`; the pose-transfer evaluation has no mode")
+    metrics = [m.strip() for m in (args.metrics or ",".join(DEFAULT_METRICS)).split(",") if m.strip()]
     model = load_stage_model(args.model, args.resolution)
     resolution = model.config.resolution
     dataset = evaluation_pairs(args.dataset, resolution, args.num_pairs, args.seed)
@@ -274,14 +512,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     table = markdown_table(results, f"{args.model} · {stage_folder(resolution)} · {args.dataset} test split (seed {args.seed})")
     print(table)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "evaluation.json").write_text(json.dumps(record, indent=2) + "\n")
-        with open(out / "evaluation.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        (out / "evaluation.md").write_text(table)
+        write_results(args.out, "evaluation", record, table)
     if args.update_card:
         print(f"model card updated: {update_model_card(args.model, record, table)}")
+    return 0
+
+
+def _cmd_evaluate_tryon(args: argparse.Namespace) -> int:
+    from .data.synthetic import SynthHumansTryOn
+    from .pipelines.tryon import PGATTryOnPipeline
+    from .stages import stage_folder
+
+    refused = [flag for flag, given in (("--metrics", args.metrics is not None), ("--update-card", args.update_card),
+                                        ("--dataset", args.dataset != "synthhumans")) if given]
+    if refused:
+        raise ValueError(f"`--task tryon` scores SynthHumans try-on triples with its own metrics; it takes no {', '.join(refused)}")
+    pipe = PGATTryOnPipeline.from_pretrained(args.model, resolution=args.resolution, pose_estimator=None)
+    if args.device:
+        pipe.to(args.device)
+    tryon = PipelineTryOn(pipe, args.mode)
+    resolution = pipe.resolution
+    triples = SynthHumansTryOn(resolution=resolution, split="test", seed=args.seed, length=args.num_pairs)
+    t0 = time.perf_counter()
+    results = evaluate_tryon(tryon, triples, args.num_pairs, name="model", baselines=not args.no_baseline)
+    seconds = time.perf_counter() - t0
+    row = f"pgat_{tryon.mode or 'default'}"  # the model's row is named by the mode it ran in
+    results = {(row if k == "model" else k): v for k, v in results.items()}
+    gaps = tryon_gaps(results, row)
+    record = {
+        "task": "tryon", "model": str(args.model), "mode": tryon.mode, "stage": stage_folder(resolution), "resolution": resolution,
+        "dataset": "synthhumans-tryon", "seed": args.seed, "seam_px": seam_width(resolution), "seconds": seconds,
+        "rows": results, "gap_closed": gaps,
+    }
+    table = tryon_markdown_table(
+        results, row, f"{args.model} · {stage_folder(resolution)} · try-on, SynthHumans test triples (seed {args.seed}, seam {seam_width(resolution)} px)"
+    )
+    print(table)
+    if args.out:
+        write_results(args.out, "evaluation-tryon", record, table)
     return 0
 
 
@@ -293,23 +561,28 @@ def register_evaluate(sub) -> None:
             "Metrics of a model stage on a test split. Rows: the model; the copy-reference baseline (the reference "
             "image returned as it is); the part-warp baseline (the reference moved part by part to the target pose, "
             "no training); with pckh, the ground truth (PCKh of the real target images: the pose estimator's "
-            "ceiling); and the gap the model closes over each baseline."
+            "ceiling); and the gap the model closes over each baseline. With --task tryon: the try-on pipeline on "
+            "SynthHumans try-on triples beside the person-unchanged and unwarped-paste baselines (evaluation-tryon.json/.md)."
         ),
     )
+    p.add_argument("--task", choices=["pose-transfer", "tryon"], default="pose-transfer",
+                   help="pose-transfer (default): the model stage on pairs; tryon: the try-on pipeline (needs the repository's flow/)")
+    p.add_argument("--mode", choices=list(TRYON_MODES), default=None,
+                   help="--task tryon: the try-on pipeline's mode (default: the pipeline's own)")
     p.add_argument("--model", required=True, help="a model repository folder or Hub id")
     p.add_argument("--resolution", type=int, default=None, help="the stage to evaluate (default: the highest present)")
     p.add_argument("--dataset", default="synthhumans", help="'synthhumans' (its test split) or a pair-format folder")
-    p.add_argument("--num-pairs", type=int, default=200)
+    p.add_argument("--num-pairs", type=int, default=200, help="pairs (try-on triples with --task tryon) to score (default 200)")
     p.add_argument("--seed", type=int, default=0, help="SynthHumans seed (fixes identities and pairs)")
     p.add_argument(
-        "--metrics", default=",".join(DEFAULT_METRICS),
-        help=f"comma-separated: ssim, ms_ssim, local_ssim, pckh (pose estimator on every image), lpips, fid (default {','.join(DEFAULT_METRICS)})",
+        "--metrics", default=None,
+        help=f"pose-transfer, comma-separated: ssim, ms_ssim, local_ssim, pckh (pose estimator on every image), lpips, fid (default {','.join(DEFAULT_METRICS)})",
     )
     p.add_argument("--pose-estimator", default="blazepose", choices=["blazepose", "openpose", "auto"], help="the pose estimator of pckh (blazepose: offline)")
     p.add_argument("--alexnet-path", default=None, help="torchvision's alexnet-owt-7be5be79.pth for LPIPS")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default=None)
     p.add_argument("--no-baseline", action="store_true", help="skip the copy-reference and part-warp baselines")
-    p.add_argument("--out", default=None, help="folder for evaluation.json / .jsonl / .md")
+    p.add_argument("--out", default=None, help="folder for evaluation.json / .jsonl / .md (evaluation-tryon.* with --task tryon)")
     p.add_argument("--update-card", action="store_true", help="write the table and metrics into the README.md card of --model (a local repository)")
     p.set_defaults(func=_cmd_evaluate)

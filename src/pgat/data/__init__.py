@@ -2,7 +2,7 @@
 
 from .pairs import ImageRecord, PairDataset, PairSource, PairWriter, flip_pair, read_pair_folder
 from .readers import h36m_to_coco18, read_deepfashion, read_human36m, write_synth
-from .synthetic import PARSING_LABELS, Identity, SynthHumans, random_pose, render_person
+from .synthetic import PARSING_LABELS, TOP_FIELDS, Identity, SynthHumans, SynthHumansTryOn, random_pose, render_person, wear_top
 
 __all__ = [
     "PARSING_LABELS",
@@ -12,6 +12,8 @@ __all__ = [
     "PairSource",
     "PairWriter",
     "SynthHumans",
+    "SynthHumansTryOn",
+    "TOP_FIELDS",
     "flip_pair",
     "h36m_to_coco18",
     "random_pose",
@@ -19,5 +21,6 @@ __all__ = [
     "read_human36m",
     "read_pair_folder",
     "render_person",
+    "wear_top",
     "write_synth",
 ]

@@ -28,6 +28,10 @@ rows too incomplete to draw) skipped and counted. Pairs follow the benchmark's o
 of the same person), so pose changes are realistic (front/back/side views). The pose pool is split by the
 DeepFashion person id, so train and test never share a pose; identities are numbered ``2 k`` (train) and
 ``2 k + 1`` (test), so they never share an identity either.
+
+Virtual try-on (`SynthHumansTryOn`): a person, a photo of another identity of the same split in another pose,
+and the exact ground truth, the person in their own pose wearing the other's top (`wear_top`: the
+`TOP_FIELDS` of the other identity, everything else the person's).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import math
 import os
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -166,6 +170,10 @@ class Identity:
     build: float = 1.0
     head_scale: float = 1.0
     background: Tuple[float, float, float] = (0.94, 0.94, 0.94)
+    # Where the bottom garment's pattern starts on the torso, as a share of the torso like ``top_length``;
+    # ``None``: at the top's hem. The try-on ground truth (`SynthHumansTryOn`) pins it to the person's own
+    # hem, so that a longer or shorter new top covers more or less of the same trousers, not a slid pattern.
+    bottom_start: Optional[float] = None
 
     @classmethod
     def sample(cls, identity_id: int, seed: int = 0) -> "Identity":
@@ -559,9 +567,10 @@ class _Renderer:
             color[neck] = self.skin
             label[neck] = SKIN
         tlen = ident.top_length * (L / u)
+        start = tlen if ident.bottom_start is None else ident.bottom_start * (L / u)
         lower = v > tlen
         if lower.any():
-            color[lower] = ident.bottom_pattern(uu[lower], v[lower] - tlen, u)
+            color[lower] = ident.bottom_pattern(uu[lower], v[lower] - start, u)
             label[lower] = BOTTOM
         self.canvas.paint(local.box, cov, _shade(color, local.across, hw), label, TORSO)
 
@@ -920,6 +929,17 @@ def random_pose(rng: np.random.Generator, size: int = 256) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+def _item_index(index, length: int, dataset: str) -> int:
+    """``ds[index]``'s index, negative ones counted from the end; an error for a non-integer or one out of range."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise ValueError(f"`index` must be an integer, got {type(index).__name__}")
+    if index < 0:
+        index += length
+    if not 0 <= index < length:
+        raise IndexError(f"index {index} out of range for {dataset} of length {length}")
+    return int(index)
+
+
 class SynthHumans:
     r"""Procedural people in real poses; ``ds[i]`` is one identity in two poses.
 
@@ -1066,12 +1086,7 @@ class SynthHumans:
         return render_person(identity, kps, r)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise ValueError(f"`index` must be an integer, got {type(index).__name__}")
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for SynthHumans of length {len(self)}")
+        index = _item_index(index, len(self), "SynthHumans")
         rng = np.random.default_rng([self.seed, self._split_code, int(index), 0x9A])
         identity = self.identity(index)
         ref_name, tgt_name, ref_pose, tgt_pose = self._pose_pair(rng, int(index))
@@ -1088,3 +1103,118 @@ class SynthHumans:
             "reference_pose": ref_name,
             "target_pose": tgt_name,
         }
+
+
+# ---------------------------------------------------------------------------------------------
+# virtual try-on triples
+# ---------------------------------------------------------------------------------------------
+
+# The `Identity` fields that make up the top garment; everything else is the wearer's (and the rest of the outfit).
+TOP_FIELDS: Tuple[str, ...] = (
+    "sleeves", "top_front", "top_back", "top_length", "print_kind", "print_text", "print_shape", "print_color",
+)
+# Joints the try-on pipeline needs in both photos: the torso the top covers.
+TORSO_CORNERS: Tuple[int, ...] = (2, 5, 8, 11)
+
+
+def wear_top(person: Identity, garment: Identity) -> Identity:
+    """``person`` wearing ``garment``'s top: every field of `TOP_FIELDS` taken from ``garment``, the rest from ``person``.
+
+    The bottom garment's pattern stays where it was on ``person`` (``bottom_start`` pinned to their own hem), so a
+    new top of another length covers more or less of the same trousers instead of sliding their pattern.
+    """
+    start = person.top_length if person.bottom_start is None else person.bottom_start
+    return replace(person, bottom_start=start, **{name: getattr(garment, name) for name in TOP_FIELDS})
+
+
+class SynthHumansTryOn:
+    r"""Virtual try-on triples of SynthHumans: ``ds[i]`` is a person, a photo of someone else's top, and the exact
+    ground truth, the person in their own pose wearing that top.
+
+    Each triple draws, from the split's own identities and pose pool (those of `SynthHumans` with the same
+    ``split`` and ``seed``): the person ``A`` (identity `SynthHumans.identity` ``(i)``) in pose ``pa``, another identity
+    ``B`` in pose ``pb`` (the garment photo), and renders ``wear_top(A, B)`` in ``pa`` (the ground truth). The two
+    poses are two different poses of the pool, drawn independently (any facing: a garment seen from behind is part
+    of the task). A draw is replaced (deterministically, by the next draw of the triple's own stream) when the two
+    tops are identical or when either photo does not show both shoulders and both hips (as drawn, see
+    `render_person`): the try-on pipeline needs the torso's corners in both.
+
+    What the ground truth changes: every pixel that differs from the person photo lies in the union of the two
+    tops (the person's ``"top"`` label and the ground truth's) or within about one pixel of it (the anti-aliased
+    rim of a sleeve of another width, or a front part blending over a changed sleeve behind it). Sleeves and top
+    length decide which pixels are skin or bottom garment, so the person's top alone is not the region.
+
+    Args:
+        resolution (`int`, *optional*, defaults to 256): side of the square images, 64 to 1024.
+        split (`str`, *optional*, defaults to ``"test"``): ``"train"`` or ``"test"``; the splits share no identity
+            and no pose, as in `SynthHumans`.
+        seed (`int`, *optional*, defaults to 0): stream of identities and draws; ``ds[i]`` depends only on
+            ``(seed, split, i)``.
+        length (`int`, *optional*, defaults to 200): ``len(ds)``; the garment identities are drawn among the
+            first ``max(length, 2)`` identities of the split.
+
+    Items are dicts: ``person``, ``garment``, ``ground_truth`` (uint8 ``(R, R, 3)``); ``person_keypoints``,
+    ``garment_keypoints``, ``ground_truth_keypoints`` (float32 ``(18, 2)`` as drawn, -1 missing);
+    ``person_parsing``, ``garment_parsing``, ``ground_truth_parsing`` (uint8 ``(R, R)``, `PARSING_LABELS`);
+    ``person_identity``, ``garment_identity`` (identity ids) and ``person_pose``, ``garment_pose`` (pose names).
+    """
+
+    DEFAULT_LENGTH = 200
+    MAX_DRAWS = 100  # a split whose pool never gives a valid triple in this many draws is an error
+
+    def __init__(self, resolution: int = 256, split: str = "test", seed: int = 0, length: Optional[int] = None):
+        length = self.DEFAULT_LENGTH if length is None else length
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+            raise ValueError(f"`length` must be a positive integer, got {length!r}")
+        self.humans = SynthHumans(resolution=resolution, split=split, seed=seed, length=int(length))
+        self.resolution, self.split, self.seed = self.humans.resolution, self.humans.split, self.humans.seed
+
+    def __len__(self) -> int:
+        return len(self.humans)
+
+    def __repr__(self) -> str:
+        return f"SynthHumansTryOn(resolution={self.resolution}, split={self.split!r}, seed={self.seed}, length={len(self)})"
+
+    @property
+    def pose_names(self) -> List[str]:
+        """Names of the split's poses (the pool the triples draw from)."""
+        return self.humans.pose_names
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        index = _item_index(index, len(self), "SynthHumansTryOn")
+        humans, r = self.humans, self.resolution
+        rng = np.random.default_rng([self.seed, humans._split_code, index, 0x7E])
+        names = humans.pose_names
+        pool = max(len(self), 2)
+        person = humans.identity(index)
+        for _ in range(self.MAX_DRAWS):
+            other = int(rng.integers(pool - 1))
+            other += other >= index  # anyone but the person
+            garment = humans.identity(other)
+            a, b = rng.choice(len(names), size=2, replace=False)
+            if all(getattr(person, f) == getattr(garment, f) for f in TOP_FIELDS):
+                continue
+            seen = render_person(person, humans.pose(names[a]), r)
+            worn = render_person(garment, humans.pose(names[b]), r)
+            if not (visible(seen["keypoints"])[list(TORSO_CORNERS)].all() and visible(worn["keypoints"])[list(TORSO_CORNERS)].all()):
+                continue
+            truth = render_person(wear_top(person, garment), humans.pose(names[a]), r)
+            return {
+                "person": seen["image"],
+                "garment": worn["image"],
+                "ground_truth": truth["image"],
+                "person_keypoints": seen["keypoints"],
+                "garment_keypoints": worn["keypoints"],
+                "ground_truth_keypoints": truth["keypoints"],
+                "person_parsing": seen["parsing"],
+                "garment_parsing": worn["parsing"],
+                "ground_truth_parsing": truth["parsing"],
+                "person_identity": person.identity_id,
+                "garment_identity": garment.identity_id,
+                "person_pose": names[a],
+                "garment_pose": names[b],
+            }
+        raise RuntimeError(
+            f"no valid try-on triple for index {index} in {self.MAX_DRAWS} draws (split {self.split!r}, {len(names)} poses): "
+            "the pool's poses rarely show both shoulders and both hips"
+        )
