@@ -138,8 +138,8 @@ def capture(url: str, out_dir: Path, timeout_s: float = 240.0, width: int = 1280
                 )
                 errors = page.locator(ERROR_TOAST)
                 assert errors.count() == 0, f"{label}: the Space showed an error: {errors.first.inner_text()}"
-                if key == "tryon":  # show the canonical-pose intermediates too
-                    page.get_by_text("Canonical-pose intermediates").click()
+                if key == "tryon":  # show the intermediates too
+                    page.get_by_text("Intermediates", exact=True).click()
                     page.wait_for_function("() => document.querySelectorAll('img').length > 0")
                     page.wait_for_timeout(1000)
                 else:

@@ -1,5 +1,9 @@
 """Virtual try-on tab: a person photo + a photo of someone wearing a garment -> the person in that garment
-(``api_name="tryon"``), with the canonical-pose intermediates of `PGATTryOnPipeline` in an accordion.
+(``api_name="tryon"``), with the intermediates of `PGATTryOnPipeline` in an accordion.
+
+``method`` is the pipeline's ``mode``: ``"keep"`` (the default: the person photo's own pixels everywhere but the
+garment) or ``"canonical"`` (the paper's route through the canonical pose, every pixel redrawn). It is the last
+input, so API callers of the earlier four-input endpoint get the default.
 
 Both photos are `gr.ImageEditor` canvases: the photo is the background and what the user paints on it is the
 mask. ``mask_mode`` says explicitly which masks are used:
@@ -31,6 +35,7 @@ from ui import EXAMPLES, Notes, Photo, PhotoEditor, examples_cache, launch, read
 _BLAZEPOSE_LOCK = threading.Lock()
 
 MASK_MODES = [("Automatic (BlazePose person mask on torso and arms)", "automatic"), ("Drawn by hand on both photos", "drawn")]
+METHODS = [("Keep the person (only the garment changes)", "keep"), ("Canonical pose (the paper's fig. 9; redraws everyone)", "canonical")]
 
 
 def split_editor(value, label: str) -> Tuple[Image.Image, Optional[np.ndarray]]:
@@ -54,13 +59,17 @@ def split_editor(value, label: str) -> Tuple[Image.Image, Optional[np.ndarray]]:
 
 def make_tryon(models: Models):
     @readable
-    def tryon(person, garment, mask_mode: str = "automatic", resolution: Optional[int] = None):
+    def tryon(person, garment, mask_mode: str = "automatic", resolution: Optional[int] = None, method: str = "keep"):
         """Dress the person in the garment.
 
-        Returns ``(result PNG, canonical person, canonical garment, warped garment, garment mask, notes)``.
+        Returns ``(result PNG, first intermediate, second intermediate, warped garment, garment mask, notes)``: for
+        the method "keep", what had to be invented and where the result is the person photo exactly; for
+        "canonical", the person and the garment's wearer in the canonical pose.
         """
         if mask_mode not in [v for _, v in MASK_MODES]:
             raise gr.Error(f"Mask mode must be one of {[v for _, v in MASK_MODES]}, got {mask_mode!r}.")
+        if method not in [v for _, v in METHODS]:
+            raise gr.Error(f"Method must be one of {[v for _, v in METHODS]}, got {method!r}.")
         notes = Notes()
         person_photo, person_mask = split_editor(person, "person photo")
         garment_photo, garment_mask = split_editor(garment, "garment photo")
@@ -83,10 +92,19 @@ def make_tryon(models: Models):
         with _BLAZEPOSE_LOCK:
             out = pipe(
                 person_photo, garment_photo, person_mask=person_mask, garment_mask=garment_mask,
-                person_pose=person_pose, garment_pose=garment_pose,
+                person_pose=person_pose, garment_pose=garment_pose, mode=method,
             )
-        return (out.images[0], out.canonical_person[0], out.canonical_garment[0], out.warped_garment[0], out.garment_mask[0],
-                notes.markdown())
+        if out.mode == "keep":
+            notes.info("Method: keep the person. Every pixel away from the garment is the person photo's own; "
+                       "the intermediates show what had to be invented (white) and the garment as moved onto the person.")
+            # where the output is the person photo to the bit (white); an image rather than None, which Gradio's
+            # example cache cannot read back
+            kept = (np.asarray(out.images[0].convert("RGB")) == np.asarray(person_photo.convert("RGB"))).all(-1)
+            first, second = out.invented_mask[0], Image.fromarray((kept * 255).astype(np.uint8)).convert("RGB")
+        else:
+            notes.info("Method: canonical pose (the paper's fig. 9): the whole person is redrawn by the model.")
+            first, second = out.canonical_person[0], out.canonical_garment[0]
+        return (out.images[0], first, second, out.warped_garment[0], out.garment_mask[0], notes.markdown())
 
     return tryon
 
@@ -111,17 +129,20 @@ def create_demo(models: Models) -> gr.Blocks:
                 notes = gr.Markdown(label="Notes")
         with gr.Row():
             mask_mode = gr.Radio(MASK_MODES, value="automatic", label="Garment masks")
+            method = gr.Radio(METHODS, value="keep", label="Method")
             resolution = resolution_dropdown(models)
         run = gr.Button("Try on", variant="primary")
-        with gr.Accordion("Canonical-pose intermediates", open=False):
+        with gr.Accordion("Intermediates", open=False):
             with gr.Row():
-                canonical_person = Photo(label="Person in the canonical pose", type="pil", format="png", interactive=False)
-                canonical_garment = Photo(label="Garment wearer in the canonical pose", type="pil", format="png", interactive=False)
-                warped_garment = Photo(label="Garment after the appearance flow", type="pil", format="png", interactive=False)
-                garment_mask = Photo(label="Where the garment was pasted", type="pil", format="png", interactive=False)
+                first = Photo(label="Keep: what had to be invented (white) · canonical: the person in the canonical pose",
+                              type="pil", format="png", interactive=False)
+                second = Photo(label="Keep: where the result is the person photo to the bit (white) · canonical: the garment's wearer in the canonical pose",
+                               type="pil", format="png", interactive=False)
+                warped_garment = Photo(label="Garment after the part warp and the appearance flow", type="pil", format="png", interactive=False)
+                garment_mask = Photo(label="Where the garment was put", type="pil", format="png", interactive=False)
 
-        outputs = [result, canonical_person, canonical_garment, warped_garment, garment_mask, notes]
-        run.click(tryon, [person, garment, mask_mode, resolution], outputs, api_name="tryon", concurrency_limit=1)
+        outputs = [result, first, second, warped_garment, garment_mask, notes]
+        run.click(tryon, [person, garment, mask_mode, resolution, method], outputs, api_name="tryon", concurrency_limit=1)
         gr.Examples(
             [
                 [str(EXAMPLES / "person-1.png"), str(EXAMPLES / "person-3.png"), "automatic"],

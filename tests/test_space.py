@@ -196,10 +196,21 @@ def test_pose_transfer_align_and_several_people(client, space, tmp_path):
 def test_tryon_automatic_and_drawn_masks(client, space, tmp_path):
     r = space["stages"][-1]
     out = client.predict(_editor(EXAMPLES / "person-1.png"), _editor(EXAMPLES / "person-3.png"), "automatic", r, api_name="/tryon")
-    result, canonical_person, canonical_garment, warped, automatic_mask, notes = out
+    result, invented, kept, warped, automatic_mask, notes = out
     assert Image.open(result).format == "PNG" and Image.open(result).size == (256, 256)
-    for path in (canonical_person, canonical_garment, warped, automatic_mask):
-        assert Image.open(path).size == (r, r)  # the intermediates are in the model's square
+    assert "keep the person" in notes
+    for path in (invented, kept, warped, automatic_mask):
+        assert Image.open(path).size == (256, 256)  # the default method works in the person photo's own frame
+    # keep the person: the photo's own pixels wherever the garment is not
+    person = np.asarray(Image.open(EXAMPLES / "person-1.png").convert("RGB"))
+    same = (np.asarray(Image.open(result).convert("RGB")) == person).all(-1)
+    assert 0.7 < same.mean() < 1.0
+    np.testing.assert_array_equal(np.asarray(Image.open(kept).convert("L")) > 127, same)  # the intermediate says so
+    # the paper's route on request: its intermediates are in the model's square
+    canonical = client.predict(_editor(EXAMPLES / "person-1.png"), _editor(EXAMPLES / "person-3.png"), "automatic", r, "canonical", api_name="/tryon")
+    for path in canonical[1:5]:
+        assert Image.open(path).size == (r, r)
+    assert "canonical pose" in canonical[5] and (np.asarray(Image.open(canonical[0]).convert("RGB")) == person).all(-1).mean() < 0.5
     # hand-drawn masks: an opaque stroke layer over each torso (RGBA, transparent elsewhere)
     stroke = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
     stroke.paste(Image.new("RGBA", (70, 80), (255, 45, 135, 255)), (93, 60))

@@ -19,7 +19,8 @@ from pgat.cli import main as cli_main
 from pgat.data.synthetic import TOP, SynthHumans
 from pgat.models import AppearanceFlowModel, warp
 from pgat.models.flow import CANONICAL_POSE_SOURCE, default_canonical_pose, mask_iou
-from pgat.pipelines.tryon import transfer_mask, upper_body_region
+from pgat.data.synthetic import SynthHumansTryOn
+from pgat.pipelines.tryon import default_seam, move_garment, transfer_mask, upper_body_region
 from pgat.pose import read_deepfashion_annotations, write_openpose_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,7 +268,9 @@ def _photo(item, side, size=None):
 def test_pipeline_runs_end_to_end_with_intermediates(tiny_pipe, pairs):
     person, person_mask, person_kps = _photo(pairs[0], "reference", size=(64, 96))
     garment, garment_mask, garment_kps = _photo(pairs[1], "reference")
-    out = tiny_pipe(person, garment, person_mask=person_mask, garment_mask=garment_mask, person_pose=person_kps, garment_pose=garment_kps)
+    out = tiny_pipe(person, garment, person_mask=person_mask, garment_mask=garment_mask, person_pose=person_kps, garment_pose=garment_kps,
+                    mode="canonical")
+    assert out.mode == "canonical" and out.invented_mask is None
     assert out.images[0].size == (64, 96)  # the person photo's size
     for name in ("canonical_person", "canonical_garment", "warped_garment", "garment_mask"):
         assert getattr(out, name)[0].size == (64, 64), name
@@ -286,7 +289,7 @@ def test_pipeline_runs_end_to_end_with_intermediates(tiny_pipe, pairs):
     assert np.abs(warped - canon_g)[full].max() <= 1 and warped[empty].max() == 0
 
     raw = tiny_pipe(person, garment, person_mask=person_mask, garment_mask=garment_mask, person_pose=person_kps,
-                    garment_pose=garment_kps, restore_pose=False, output_type="np")
+                    garment_pose=garment_kps, restore_pose=False, output_type="np", mode="canonical")
     assert raw.images.shape == (1, 64, 64, 3) and raw.garment_mask.shape == (1, 64, 64, 3)
     # the composite: garment pixels inside the pasted region, canonical person elsewhere
     untouched = raw.garment_mask[0][..., 0] == 0
@@ -307,7 +310,7 @@ def test_pipeline_automatic_masks_on_a_real_photo(tiny_pipe):
     if path is None or not os.path.isfile(path):
         pytest.skip("needs the bus.jpg photo of the `ultralytics` wheel: pip install --no-deps ultralytics")
     pipe = PGATTryOnPipeline(model=tiny_pipe.model, flow=tiny_pipe.flow, pose_estimator="blazepose")
-    out = pipe(path, path, output_type="np")
+    out = pipe(path, path, output_type="np", mode="canonical")
     assert out.images.shape == (1, 1080, 810, 3)
     pasted = out.garment_mask[0][..., 0] > 0.5
     region = upper_body_region(pipe.canonical_keypoints(), 64, 64).numpy() > 0.5
@@ -323,10 +326,10 @@ def test_pipeline_runs_the_flow_at_its_own_size(pairs):
     pipe = PGATTryOnPipeline(model=PGATModel(resolution=128, bottleneck_channels=16).eval(), flow=flow, pose_estimator=None)
     person, pm, pk = _photo(pairs[0], "reference")
     garment, gm, gk = _photo(pairs[1], "reference")
-    still = pipe(person, garment, pm, gm, pk, gk, output_type="np")
+    still = pipe(person, garment, pm, gm, pk, gk, output_type="np", mode="canonical")
     with torch.no_grad():
         flow.conv_out.bias.copy_(torch.tensor([2 / 64, 0.0]))
-    moved = pipe(person, garment, pm, gm, pk, gk, output_type="np")
+    moved = pipe(person, garment, pm, gm, pk, gk, output_type="np", mode="canonical")
     assert moved.images.shape == (1, 64, 64, 3) and moved.warped_garment.shape == (1, 128, 128, 3)
     np.testing.assert_allclose(moved.warped_garment[0][:, :-2], still.warped_garment[0][:, 2:], atol=1 / 255 + 1e-6)
     assert np.abs(moved.warped_garment[0] - still.warped_garment[0]).max() > 0.2
@@ -385,11 +388,16 @@ def test_cli_tryon(tiny_pipe, tmp_path, pairs, capsys):
     assert cli_main([*args, "-o", str(tmp_path / "out.png"), "--garment-mask", str(tmp_path / "gm.png"), "--save-intermediates"]) == 0
     with Image.open(tmp_path / "out.png") as im:
         assert im.size == (64, 80)
-    for name in ("canonical-person", "canonical-garment", "warped-garment", "garment-mask"):
+    for name in ("invented-mask", "warped-garment", "garment-mask"):  # the default mode: keep the person
         assert (tmp_path / f"out-{name}.png").is_file(), name
     # the same as the Python API
     api = tiny_pipe(person, garment, pm, gm, pk, gk)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.asarray(api.images[0]))
+    # the paper's route on request, with its own intermediates
+    assert cli_main([*args, "-o", str(tmp_path / "c.png"), "--garment-mask", str(tmp_path / "gm.png"), "--mode", "canonical", "--save-intermediates"]) == 0
+    assert (tmp_path / "c-canonical-person.png").is_file() and not (tmp_path / "c-invented-mask.png").exists()
+    api = tiny_pipe(person, garment, pm, gm, pk, gk, mode="canonical")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")), np.asarray(api.images[0]))
     # a mask file that is not there: a message, exit code 2, no output
     code = cli_main([*args, "-o", str(tmp_path / "bad.png"), "--garment-mask", str(tmp_path / "missing.png")])
     assert code == 2 and not (tmp_path / "bad.png").exists()
@@ -443,7 +451,7 @@ def test_pipeline_feeds_a_pose_aware_model_the_poses_it_has(pairs, monkeypatch):
         return forward(reference, target_keypoints, reference_keypoints, return_dict=return_dict)
 
     monkeypatch.setattr(model, "forward", recording)
-    out = pipe(person, garment, pm, gm, pk, gk, output_type="np")
+    out = pipe(person, garment, pm, gm, pk, gk, output_type="np", mode="canonical")
     assert out.images.shape == (1, 64, 64, 3) and len(seen) == 2
     np.testing.assert_allclose(seen[0].numpy(), np.stack([pk, gk]), atol=1e-4)  # 64x64 photos: their pixels are the square's
     np.testing.assert_allclose(seen[1].numpy(), pipe.canonical_keypoints()[None], atol=1e-6)
@@ -451,6 +459,153 @@ def test_pipeline_feeds_a_pose_aware_model_the_poses_it_has(pairs, monkeypatch):
     ok = pk[:, 0] >= 0
     shifted = pk.copy()
     shifted[ok, 0] += 3
-    moved = pipe(person, garment, pm, gm, shifted, gk, output_type="np")
+    moved = pipe(person, garment, pm, gm, shifted, gk, output_type="np", mode="canonical")
     assert np.abs(moved.canonical_person - out.canonical_person).mean() > 0.005
     np.testing.assert_allclose(moved.canonical_garment, out.canonical_garment, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# mode "keep": the person's own pixels, the garment moved onto them
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def triples():
+    return SynthHumansTryOn(resolution=64, split="test", length=8)
+
+
+def _keep_inputs(item):
+    return (item["person"], item["garment"], item["person_parsing"] == TOP, item["garment_parsing"] == TOP,
+            item["person_keypoints"], item["garment_keypoints"])
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return torch.nn.functional.max_pool2d(t, 2 * r + 1, stride=1, padding=r)[0, 0].numpy() > 0
+
+
+def test_keep_mode_leaves_every_pixel_away_from_the_garment_untouched(tiny_pipe, triples):
+    """Outside the old and the new garment's regions grown by the seam, the output is the person photo to the pixel;
+    inside, the new garment's pixels are the garment photo's, moved part by part; the generator never runs."""
+    calls = []
+    forward = tiny_pipe.model.forward
+    tiny_pipe.model.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    try:
+        for i in range(3):
+            person, garment, pm, gm, pk, gk = _keep_inputs(triples[i])
+            out = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np")
+            assert out.mode == "keep" and out.canonical_person is None
+            image = (out.images[0] * 255).round().astype(np.uint8)
+            new = out.garment_mask[0][..., 0] > 0.5
+            seam = default_seam((64, 64))
+            away = ~_dilate(pm | new, seam)
+            assert away.sum() > 0.5 * away.size
+            np.testing.assert_array_equal(image[away], person[away])
+            # the changed pixels: the moved garment where it lands, away from its edge
+            assert new.sum() > 30
+            moved, alpha = move_garment(torch.from_numpy(garment).permute(2, 0, 1)[None].float() / 127.5 - 1,
+                                        torch.from_numpy(gm).float()[None, None], gk, pk, (64, 64))
+            core = ~_dilate(~new, seam) & (alpha[0, 0].numpy() > 0.99)
+            expected = ((moved[0].permute(1, 2, 0).numpy() + 1) * 127.5)
+            if core.any():  # an untrained flow is the identity: the part warp's pixels exactly (up to rounding)
+                assert np.abs(image[core].astype(float) - expected[core]).max() <= 1.0
+            assert np.abs(image[new].astype(int) - person[new].astype(int)).max() > 30  # the garment did change them
+    finally:
+        tiny_pipe.model.forward = forward
+    assert calls == []  # no pixel of "keep" (default fill) is drawn by the pose-transfer model
+
+
+def test_keep_mode_works_in_the_person_photos_own_frame(tiny_pipe, triples):
+    """A tall person photo (64x96 with the person at the top) and a garment photo of another size: the output has
+    the person photo's size and is that photo below the person."""
+    item = triples[0]
+    person, garment, pm, gm, pk, gk = _keep_inputs(item)
+    tall = np.full((96, 64, 3), 200, np.uint8)
+    tall[:64] = person
+    tall_mask = np.zeros((96, 64), bool)
+    tall_mask[:64] = pm
+    big = np.asarray(Image.fromarray(garment).resize((128, 128), Image.BICUBIC))
+    big_mask = np.asarray(Image.fromarray(gm.astype(np.uint8) * 255).resize((128, 128), Image.NEAREST)) > 127
+    gk2 = np.where(gk >= 0, (gk + 0.5) * 2 - 0.5, -1.0)
+    out = tiny_pipe(tall, big, tall_mask, big_mask, pk, gk2, output_type="np")
+    assert out.images.shape == (1, 96, 64, 3) and out.warped_garment.shape == (1, 96, 64, 3)
+    image = (out.images[0] * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(image[72:], tall[72:])
+    small = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np")
+    # the same try-on as with the 64x64 photos, up to the garment photo's resampling
+    assert np.abs(out.images[0][:64] - small.images[0]).mean() < 0.02
+
+
+def test_keep_mode_flow_correction_is_in_the_photos_pixels(triples):
+    """A constant flow of 2 pixels of the flow's 64² square moves the garment by 2 pixels of a 128² person photo
+    (the flow is resized and rescaled from the square to the photo), and `refine=False` skips it."""
+    torch.manual_seed(0)
+    flow = AppearanceFlowModel(**TINY_FLOW, canonical_pose=default_canonical_pose()).eval()
+    pipe = PGATTryOnPipeline(model=PGATModel(resolution=64, bottleneck_channels=16).eval(), flow=flow, pose_estimator=None)
+    person, garment, pm, gm, pk, gk = _keep_inputs(SynthHumansTryOn(resolution=128, split="test", length=4)[1])
+    still = pipe(person, garment, pm, gm, pk, gk, output_type="np").warped_garment[0]
+    with torch.no_grad():
+        flow.conv_out.bias.copy_(torch.tensor([2 * 2 / 64, 0.0]))
+    moved = pipe(person, garment, pm, gm, pk, gk, output_type="np").warped_garment[0]
+    np.testing.assert_allclose(moved[:, :-4], still[:, 4:], atol=1 / 255 + 1e-6)
+    assert np.abs(moved - still).max() > 0.2
+    rigid = pipe(person, garment, pm, gm, pk, gk, output_type="np", refine=False).warped_garment[0]
+    np.testing.assert_array_equal(rigid, still)
+
+
+def test_keep_mode_fills(tiny_pipe, triples):
+    """What the new garment leaves uncovered of the old one: the old garment ("person"), invented from around it
+    ("inpaint") or by the generator, which then runs once and changes nothing outside that hole."""
+    for i in range(len(triples)):
+        person, garment, pm, gm, pk, gk = _keep_inputs(triples[i])
+        base = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np", fill="person")
+        hole = base.invented_mask[0][..., 0] > 0.5
+        if hole.sum() > 20:
+            break
+    else:
+        pytest.fail("no triple whose new garment uncovers part of the old one")
+    seam = default_seam((64, 64))
+    core = hole & ~_dilate(~hole, seam)
+    np.testing.assert_allclose(base.images[0][core], person[core] / 255, atol=1 / 255 + 1e-6)  # the old garment shows
+    inpainted = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np")
+    assert np.abs(inpainted.images[0][core] - person[core] / 255).max() > 0.05
+    calls = []
+    forward = tiny_pipe.model.forward
+    tiny_pipe.model.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    try:
+        drawn = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np", fill="generator")
+    finally:
+        tiny_pipe.model.forward = forward
+    assert calls == [1]
+    outside = ~_dilate(hole, seam)
+    np.testing.assert_array_equal(drawn.images[0][outside], inpainted.images[0][outside])
+
+
+def test_keep_mode_bad_arguments(tiny_pipe, triples):
+    from pgat.inputs import InputError
+
+    person, garment, pm, gm, pk, gk = _keep_inputs(triples[0])
+    for kwargs, match in ((dict(mode="canon"), "`mode`: 'canon'; expected one of 'keep', 'canonical'"),
+                          (dict(fill="blur"), "`fill`: 'blur'; expected one of 'inpaint', 'generator', 'person'"),
+                          (dict(seam=-1), "`seam`: -1; expected a whole number of pixels")):
+        with pytest.raises(InputError, match=match):
+            tiny_pipe(person, garment, pm, gm, pk, gk, **kwargs)
+
+
+def test_embedded_model_keep_mode_beats_both_baselines_on_ground_truth():
+    """The shipped model and flow, on SynthHumans try-on triples of the test split (unseen identities and poses),
+    at 256²: inside the garment region, closer to the ground truth than the person photo and than the garment
+    pasted unwarped; outside it, the person's own pixels."""
+    from pgat.evaluation import PipelineTryOn, evaluate_tryon
+
+    repo = REPO / "weights" / "pgat-synth-256"
+    if not (repo / "flow").is_dir():
+        pytest.skip("the embedded model is not in this checkout")
+    pipe = PGATTryOnPipeline.from_pretrained(repo, resolution=256, pose_estimator=None)
+    rows = evaluate_tryon(PipelineTryOn(pipe, "keep"), SynthHumansTryOn(resolution=256, split="test", length=12), num_triples=12,
+                          name="pgat_keep", progress=False)
+    print(json.dumps(rows, indent=1))
+    model = rows["pgat_keep"]
+    for base in ("person_unchanged", "unwarped_paste"):
+        assert model["ssim_region"] > rows[base]["ssim_region"] + 0.05, (base, rows)
+    assert model["outside_equal"] > 0.99

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry_run", action="store_true", help="print the resolved configuration and exit")
 
     g = p.add_argument_group("data (SynthHumans garment pairs)")
+    g.add_argument("--pairs", default="pose", choices=["pose", "tryon"],
+                   help="'pose': one identity's top in two poses, the garment unmoved (the paper's flow, for the canonical mode); "
+                        "'tryon': SynthHumansTryOn triples, another identity's top moved part by part onto the person, the "
+                        "person's own top as the target region, the ground truth's top as the answer (the 'keep' mode's refinement)")
     g.add_argument("--resolution", type=int, default=256, help="side of the square training images (the flow model's sample_size)")
     g.add_argument("--synth_poses", default="deepfashion", choices=["deepfashion", "random"], help="pose pool of SynthHumans")
     g.add_argument("--synth_pairs", type=int, default=100_000, help="number of distinct training pairs")
@@ -141,9 +145,48 @@ class GarmentPairs(torch.utils.data.Dataset):
         return out
 
 
-def make_datasets(args):
-    from pgat.data.synthetic import SynthHumans
+class TryOnTriples(GarmentPairs):
+    """`SynthHumansTryOn` triples as flow-training tensors, as `PGATTryOnPipeline`'s "keep" mode feeds the flow:
+    ``garment`` (the garment photo moved part by part onto the person's pose, `pgat.pipelines.tryon.move_garment`,
+    premultiplied by its moved top mask ``garment_mask``), ``target_mask`` (the person's own top: the region the
+    pipeline is given), and the answer: ``target_garment`` (the ground truth masked to its top) and ``truth_mask``
+    (its top). The target region is the old garment's, not the answer's, so the network cannot read the new
+    outline from its input: it must make it from the moved garment."""
 
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        from pgat.data.synthetic import TOP
+        from pgat.pipelines.tryon import move_garment
+
+        item = self.synth[index]
+        r = item["person"].shape[0]
+
+        def image(x):
+            return torch.from_numpy(x).permute(2, 0, 1).float() / 127.5 - 1.0
+
+        def top(parsing):
+            return torch.from_numpy(parsing == TOP).float()[None]
+
+        moved, alpha = move_garment(image(item["garment"])[None], top(item["garment_parsing"])[None],
+                                    item["garment_keypoints"], item["person_keypoints"], (r, r))
+        truth = top(item["ground_truth_parsing"])
+        out = {
+            "garment": (moved * alpha)[0], "garment_mask": alpha[0], "target_mask": top(item["person_parsing"]),
+            "target_garment": image(item["ground_truth"]) * truth, "truth_mask": truth,
+        }
+        if self.cache is not None:
+            self.cache[index] = out
+        return out
+
+
+def make_datasets(args):
+    from pgat.data.synthetic import SynthHumans, SynthHumansTryOn
+
+    if args.pairs == "tryon":  # the triples' own pose pool (DeepFashion) and identities, split as SynthHumans'
+        train = SynthHumansTryOn(resolution=args.resolution, split="train", seed=args.seed, length=args.synth_pairs)
+        val = SynthHumansTryOn(resolution=args.resolution, split="test", seed=args.seed, length=args.num_validation_pairs)
+        return TryOnTriples(train, cache=args.cache_pairs), TryOnTriples(val)
     train = SynthHumans(resolution=args.resolution, split="train", seed=args.seed, poses=args.synth_poses, length=args.synth_pairs)
     val = SynthHumans(resolution=args.resolution, split="test", seed=args.seed, poses=args.synth_poses, length=args.num_validation_pairs)
     return GarmentPairs(train, cache=args.cache_pairs), GarmentPairs(val)
@@ -159,10 +202,11 @@ def _stack(items: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
 
 
 def flow_losses(args, out, batch, perceptual) -> Dict[str, torch.Tensor]:
-    """The weighted terms of the flow loss; their sum is trained."""
+    """The weighted terms of the flow loss; their sum is trained. The answer's region is ``truth_mask`` where the
+    data has one (try-on triples), else the target region."""
     from pgat.models.flow import total_variation
 
-    tm = batch["target_mask"]
+    tm = batch.get("truth_mask", batch["target_mask"])
     terms = {}
     if args.perceptual_weight:
         terms["perceptual"] = args.perceptual_weight * perceptual(out.warped_garment.float(), batch["target_garment"], criterion="l1")
@@ -176,17 +220,24 @@ def flow_losses(args, out, batch, perceptual) -> Dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def validate(model, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
-    """Mean mask IoU of the warped garment with the target region, and of the unmoved garment (the identity flow)."""
+    """Mean mask IoU of the warped garment with the answer's region (``truth_mask``, else the target region), and of
+    the unmoved garment (the identity flow: for try-on triples, the part warp alone), and the L1 inside it of both."""
     from pgat.models.flow import mask_iou
 
     was_training = model.training
     model.eval()
     out = model(batch["garment"], batch["garment_mask"], batch["target_mask"])
     model.train(was_training)
+    tm = batch.get("truth_mask", batch["target_mask"])
+
+    def l1(x):
+        return float(((x - batch["target_garment"]).abs() * tm).sum() / (3 * tm.sum()).clamp(min=1))
+
     return {
-        "mask_iou": float(mask_iou(out.warped_mask, batch["target_mask"]).mean()),
-        "identity_mask_iou": float(mask_iou(batch["garment_mask"], batch["target_mask"]).mean()),
-        "l1_inside": float(((out.warped_garment - batch["target_garment"]).abs() * batch["target_mask"]).sum() / (3 * batch["target_mask"].sum()).clamp(min=1)),
+        "mask_iou": float(mask_iou(out.warped_mask, tm).mean()),
+        "identity_mask_iou": float(mask_iou(batch["garment_mask"], tm).mean()),
+        "l1_inside": l1(out.warped_garment),
+        "identity_l1_inside": l1(batch["garment"]),
     }
 
 

@@ -16,7 +16,7 @@ fi
 if [ ! -f "$OUT/flow/config.json" ]; then
     FLOW_RESUME=""
     ls -d "$OUT-flow"/checkpoint-* >/dev/null 2>&1 && FLOW_RESUME="--resume_from_checkpoint latest"
-    accelerate launch train/flow.py --config flow-synth-cpu --output_dir "$OUT-flow" $FLOW_RESUME
+    accelerate launch train/flow.py --config flow-tryon-cpu --output_dir "$OUT-flow" $FLOW_RESUME
     cp -r "$OUT-flow/flow" "$OUT/flow"
     cp "$OUT-flow/validation.jsonl" "$OUT/flow/validation.jsonl"
     cp "$OUT-flow/training_config.json" "$OUT/flow/training_config.json"

@@ -1,10 +1,21 @@
 """PGATTryOnPipeline: a photo of a person + a photo of someone wearing a garment -> the person in that garment.
 
-The paper's fig. 9, in steps:
+Two modes (``mode=``; the output's ``mode`` says which one made it):
+
+- ``"keep"`` (the default), keep the person: the garment photo is moved onto the person's pose part by part
+  (`move_garment`: `pgat.parts`' torso and arm transforms from the wearer's keypoints to the person's), the
+  appearance flow corrects that warp, and the result is composited into the person photo, in its own pixels, with
+  a soft seam. Every pixel away from the old and the new garment is the photo's own. Only the old garment's
+  region that the new one leaves uncovered is invented (``fill``: see `PGATTryOnPipeline.__call__`). Users of try-on
+  Spaces expect this: face, hair, legs and background untouched. Measured against SynthHumans' exact try-on ground
+  truth in docs/tryon.md;
+- ``"canonical"``: the paper's route, below; every pixel is redrawn by the pose-transfer model.
+
+The paper's fig. 9 (mode ``"canonical"``), in steps:
 
 1. canonical pose: the pose-transfer model moves the person *and* the garment photo's wearer into one fixed
    frontal pose (``canonical_pose`` in the flow model's config, 18 points of a 256 square; see
-   `pgat.models.flow.CANONICAL_POSE_SOURCE`). This undoes occlusions (an arm across the shirt) and puts
+   `pgat.pose.CANONICAL_POSE`). This undoes occlusions (an arm across the shirt) and puts
    both garments in comparable places;
 2. garment masks: the garment's region in the garment photo and the region it must cover on the person.
    Given masks (parsing masks, e.g. SynthHumans' ``"top"``, or masks a user drew) are used as they are;
@@ -24,8 +35,9 @@ A pose-transfer model that takes the reference person's own pose (``model.needs_
 gets the poses this pipeline already has: each photo's pose (given as ``person_pose`` / ``garment_pose`` or
 estimated) in step 1, and the canonical pose, which the composite is in, in step 5. Nothing more is estimated.
 
-Intermediates (canonical person, canonical garment, warped garment, composite mask) are returned, in the
-model's square, for display (the Space's accordion).
+Intermediates are returned for display (the Space's accordion): for "keep", the moved garment, where it was put
+and what was invented, in the person photo's frame; for "canonical", the canonical person and garment, the warped
+garment and the composite mask, in the model's square.
 """
 
 from __future__ import annotations
@@ -43,14 +55,17 @@ from diffusers.utils import BaseOutput
 
 from ..models import PGATModel
 from ..models.flow import AppearanceFlowModel, warp
-from ..parts import GARMENT_MARGIN, PART_INDEX, UPPER_BODY_PARTS, composite_grid, part_masks
-from ..pose import Letterbox, visible
+from ..parts import GARMENT_MARGIN, PART_INDEX, UPPER_BODY_PARTS, body_unit, composite_grid, part_masks
+from ..pose import CANONICAL_FRAME, Letterbox, visible
 from .pose_transfer import PGATPipeline
 from .utils import format_images, pose_to_square, prepare_reference, resolve_pose, to_pil
 
 FLOW_FOLDER = "flow"
-CANONICAL_FRAME = 256  # the canonical pose is stored in pixels of a 256 square
 
+
+
+MODES = ("keep", "canonical")
+FILLS = ("inpaint", "generator", "person")
 
 
 @dataclass
@@ -58,20 +73,26 @@ class PGATTryOnPipelineOutput(BaseOutput):
     """Output of `PGATTryOnPipeline`.
 
     Args:
-        images (`List[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`): the person wearing the garment; in the
-            person photo's size and framing (``restore_pose=True``), else the canonical composite in the
-            model's square.
-        canonical_person (same type): the person moved to the canonical pose (model's square).
-        canonical_garment (same type): the garment photo's wearer moved to the canonical pose.
-        warped_garment (same type): the garment after the appearance flow (black outside it).
-        garment_mask (same type): where the garment was pasted on the canonical person (white = garment).
+        images (`List[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`): the person wearing the garment, in the
+            person photo's size and framing (``mode="canonical"`` with ``restore_pose=False``: the canonical
+            composite in the model's square).
+        warped_garment (same type): the garment moved onto the person (``"keep"``: in the person photo's frame) or
+            onto the canonical person (``"canonical"``: the model's square); black outside it.
+        garment_mask (same type): where the new garment was put (white = garment), in the frame of ``warped_garment``.
+        mode (`str`): the mode that made ``images``: ``"keep"`` or ``"canonical"`` (`PGATTryOnPipeline.__call__`).
+        invented_mask (same type, ``"keep"`` only): the pixels that were neither the person's nor the garment's and
+            had to be invented (the old garment's region that the new one does not cover), white; else `None`.
+        canonical_person, canonical_garment (same type, ``"canonical"`` only): the person and the garment photo's
+            wearer moved to the canonical pose (model's square); else `None`.
     """
 
     images: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
-    canonical_person: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
-    canonical_garment: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
     warped_garment: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
     garment_mask: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
+    mode: str = "keep"
+    invented_mask: Optional[Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]] = None
+    canonical_person: Optional[Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]] = None
+    canonical_garment: Optional[Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]] = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,6 +119,71 @@ def transfer_mask(mask: torch.Tensor, source_keypoints: np.ndarray, target_keypo
     grid, masks = composite_grid(src, dst, (h, w), parts=UPPER_BODY_PARTS, margin=GARMENT_MARGIN)
     sampled = F.grid_sample(mask[None, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
     return (sampled * masks.amax(1)[0]).to(mask.dtype)
+
+
+def move_garment(garment: torch.Tensor, garment_mask: torch.Tensor, garment_keypoints: np.ndarray, person_keypoints: np.ndarray,
+                 size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Move a garment photo onto a person's pose, part by part (the torso, upper arms and forearms of `pgat.parts`).
+
+    Args:
+        garment (`torch.Tensor`): ``(1, 3, h, w)`` the garment photo in [-1, 1].
+        garment_mask (`torch.Tensor`): ``(1, 1, h, w)`` the garment's region in it, in [0, 1].
+        garment_keypoints (`np.ndarray`): ``(18, 2)`` the wearer's pose, in the garment photo's pixels.
+        person_keypoints (`np.ndarray`): ``(18, 2)`` the person's pose, in the pixels of the output.
+        size (`(height, width)`): the output's size (the person photo's).
+
+    Returns:
+        `Tuple[torch.Tensor, torch.Tensor]`: the moved photo ``(1, 3, H, W)`` (not premultiplied) and the moved
+        garment mask ``(1, 1, H, W)``, zero where no upper-body part of the person reaches.
+    """
+    h, w = garment.shape[-2:]
+    src = torch.from_numpy(np.asarray(garment_keypoints, np.float32)[None, :, :2])
+    dst = torch.from_numpy(np.asarray(person_keypoints, np.float32)[None, :, :2])
+    grid, parts = composite_grid(src, dst, size, parts=UPPER_BODY_PARTS, reference_size=(h, w))
+    moved = F.grid_sample(torch.cat([garment.float(), garment_mask.float()], 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return moved[:, :3], moved[:, 3:] * parts.amax(1, keepdim=True)
+
+
+# how much thinner than their `pgat.parts` masks (drawn for loose sleeves) bare arms are, in body units:
+# SynthHumans draws upper arms 0.095 and forearms 0.066 units wide, the part masks are 0.14 and 0.11
+ARM_CORE_MARGIN = -0.045
+ARM_PARTS = ("r_upper_arm", "r_forearm", "l_upper_arm", "l_forearm")
+
+
+def arm_cores(keypoints: np.ndarray, size: Tuple[int, int]) -> torch.Tensor:
+    """``(H, W)`` 0/1: where the arms of a pose are themselves (not a loose sleeve around them)."""
+    kps = torch.as_tensor(np.asarray(keypoints, np.float32)[:, :2])[None]
+    masks = part_masks(kps, size, margin=ARM_CORE_MARGIN)[0, [PART_INDEX[p] for p in ARM_PARTS]]
+    return (masks.amax(0) > 0.5).float()
+
+
+def skin_colour(person: torch.Tensor, garment_region: torch.Tensor, keypoints: np.ndarray) -> Optional[torch.Tensor]:
+    """The person's skin colour, ``(3,)`` in [-1, 1], or `None` if no skin is seen: the median of small discs on
+    the face (nose and eyes) and on the hands (just past each wrist), outside the garment region.
+
+    Args:
+        person (`torch.Tensor`): ``(1, 3, H, W)`` in [-1, 1]. garment_region (`torch.Tensor`): ``(H, W)``.
+        keypoints (`np.ndarray`): ``(18, 2)`` in the photo's pixels.
+    """
+    kps = np.asarray(keypoints, np.float32)[:, :2]
+    ok = (kps >= 0).all(1)
+    unit = float(body_unit(torch.from_numpy(kps)[None])[0])
+    if unit <= 0:
+        return None
+    centres = [kps[j] for j in (0, 14, 15) if ok[j]]
+    for elbow, wrist in ((3, 4), (6, 7)):
+        if ok[elbow] and ok[wrist]:
+            d = kps[wrist] - kps[elbow]
+            centres.append(kps[wrist] + 0.2 * d)  # the palm, past the wrist along the forearm
+    h, w = garment_region.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    near = torch.zeros(h, w, dtype=torch.bool)
+    for cx, cy in centres:
+        near |= (xs - float(cx)) ** 2 + (ys - float(cy)) ** 2 <= (0.04 * unit) ** 2
+    near &= garment_region <= 0.5
+    if int(near.sum()) < 4:
+        return None
+    return person[0][:, near].median(dim=1).values
 
 
 def upper_body_region(keypoints: np.ndarray, height: int, width: int) -> torch.Tensor:
@@ -129,6 +215,20 @@ def load_mask(mask, size: Tuple[int, int], name: str) -> torch.Tensor:
             f"`{name}` must have the size of its photo, {size[0]}x{size[1]} (width x height), got {arr.shape[1]}x{arr.shape[0]}"
         )
     return torch.from_numpy(arr.max(axis=2).astype(np.float32) / 255.0)
+
+
+def default_seam(size: Tuple[int, int]) -> int:
+    """The "keep" mode's seam for a ``(width, height)`` photo: 2 pixels per 256 of its longer side, at least 1."""
+    return max(1, round(2 * max(size) / 256))
+
+
+def _feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """A 0/1 ``(H, W)`` mask softened by a ``(2 radius + 1)`` box filter: exactly 0 farther than ``radius`` pixels
+    (along either axis) from the mask, exactly 1 as far inside it."""
+    if radius <= 0:
+        return mask.float()
+    k = 2 * radius + 1
+    return F.avg_pool2d(mask.float()[None, None], k, stride=1, padding=radius, count_include_pad=False)[0, 0]
 
 
 def mask_to_square(mask: torch.Tensor, box: Letterbox) -> torch.Tensor:
@@ -222,44 +322,11 @@ class PGATTryOnPipeline(PGATPipeline):
         r = self.resolution
         return square * upper_body_region(square_kps, r, r)
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        person_image,
-        garment_image,
-        person_mask=None,
-        garment_mask=None,
-        person_pose=None,
-        garment_pose=None,
-        restore_pose: bool = True,
-        output_type: str = "pil",
-        return_dict: bool = True,
-    ):
-        r"""
-        Args:
-            person_image: the person to dress: a PIL image, ``(H, W, 3)`` uint8 array, ``(3, H, W)`` tensor in [-1, 1] or a path.
-            garment_image: a photo of someone wearing the garment (same forms).
-            person_mask (*optional*): the region the new garment covers on the person (e.g. their own top), ``(H, W)``
-                in the person photo's pixels: a parsing mask or a drawn one (path, PIL, array or tensor). Automatic when omitted.
-            garment_mask (*optional*): the garment's region in the garment photo (same forms). Automatic when omitted.
-            person_pose, garment_pose (*optional*): the photos' poses (``(18, 2|3)`` in their pixels, or OpenPose JSON);
-                estimated when omitted.
-            restore_pose (`bool`, *optional*, defaults to `True`): move the dressed person back to their own pose and
-                framing; `False` returns the canonical composite.
-            output_type (`str`, *optional*, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"`` for every image.
-            return_dict (`bool`, *optional*, defaults to `True`): return a `PGATTryOnPipelineOutput`, else a tuple.
-        """
-        self.check_inputs(output_type)
+    def _canonical(self, person, person_box, person_t, garment, garment_box, garment_t, masks, person_pose, garment_pose, restore_pose):
+        """Mode ``"canonical"`` (the paper's fig. 9): see the module docstring."""
         r = self.resolution
         device, dtype = self.model.device, self.model.dtype
-
-        # 1. both photos into the model's square; given masks are checked before anything runs
-        person, person_box, person_t = prepare_reference(person_image, r, "person_image")
-        garment, garment_box, garment_t = prepare_reference(garment_image, r, "garment_image")
-        masks = {}
-        for name, mask, picture, box in (("person_mask", person_mask, person, person_box), ("garment_mask", garment_mask, garment, garment_box)):
-            if mask is not None:
-                masks[name] = mask_to_square(load_mask(mask, picture.size, name), box)
+        masks = {n: mask_to_square(m, person_box if n == "person_mask" else garment_box) for n, m in masks.items()}
 
         # 2. the photos' poses and the canonical pose
         person_kps = self._photo_pose(person_pose, person, person_box, "person_pose")
@@ -315,16 +382,223 @@ class PGATTryOnPipeline(PGATPipeline):
         else:
             images = to_pil(composite)
 
-        out = (
-            format_images(images, output_type),
-            format_images(to_pil(canonical_person), output_type, "output_type"),
-            format_images(to_pil(canonical_garment), output_type, "output_type"),
-            format_images(to_pil(warped_garment + warped_mask - 1), output_type),  # premultiplied: black outside
-            format_images(to_pil(alpha.expand(-1, 3, -1, -1) * 2 - 1), output_type),
-        )
+        return images, to_pil(canonical_person), to_pil(canonical_garment), to_pil(warped_garment + warped_mask - 1), to_pil(alpha.expand(-1, 3, -1, -1) * 2 - 1)
+
+    # ------------------------------------------------------------------------------------------
+    # "keep the person": the garment moves onto the photo, nothing else changes
+    # ------------------------------------------------------------------------------------------
+    def _photo_region(self, picture: PIL.Image.Image, kps: np.ndarray, name: str) -> torch.Tensor:
+        """The automatic garment region in a photo's own pixels: BlazePose's person mask within the torso and arms."""
+        from ..pose_estimation import estimate
+
+        try:
+            person = estimate(picture, backend="blazepose", return_mask=True).mask
+        except (FileNotFoundError, ImportError) as e:
+            raise ValueError(f"`{name}` was not given and the automatic mask needs BlazePose, which is not available here ({e}); pass `{name}`") from None
+        person = torch.from_numpy(np.asarray(person, np.float32))
+        if not (person > 0.5).any():
+            raise ValueError(f"`{name}` was not given and BlazePose found no person in the photo to make one from; pass `{name}`")
+        w, h = picture.size
+        return person * upper_body_region(kps, h, w)
+
+    def _refine_flow(self, garment: torch.Tensor, garment_mask: torch.Tensor, target: torch.Tensor, box: Letterbox) -> torch.Tensor:
+        """The appearance flow's correction of a part-warped garment, in the normalised units of the photo frame.
+
+        The flow network sees square images of its ``sample_size``: the photo-frame maps are letterboxed into one
+        (black padding), its flow is cut back to the photo's part of the square, resized to the photo and rescaled
+        from the square's normalised units to the photo's (a flow of ``d`` square units is ``d * s / new_width``
+        photo units across, ``d * s / new_height`` down)."""
+        s = self.flow.config.sample_size
+        fit = Letterbox.fit(box.width, box.height, s)
+
+        def to_square(x):  # (1, C, H, W) -> (1, C, s, s)
+            small = F.interpolate(x, size=(fit.new_height, fit.new_width), mode="bilinear", align_corners=False, antialias=True)
+            return F.pad(small, (fit.left, s - fit.left - fit.new_width, fit.top, s - fit.top - fit.new_height))
+
+        dtype = self.flow.dtype
+        flow = self.flow(to_square(garment * garment_mask).to(dtype), to_square(garment_mask).to(dtype), to_square(target).to(dtype)).flow.float()
+        flow = flow[..., fit.top:fit.top + fit.new_height, fit.left:fit.left + fit.new_width]
+        flow = F.interpolate(flow, size=(box.height, box.width), mode="bilinear", align_corners=False)
+        return flow * torch.tensor([s / fit.new_width, s / fit.new_height], device=flow.device).view(1, 2, 1, 1)
+
+    def _invent(self, fill: str, person: torch.Tensor, composite: torch.Tensor, hole: torch.Tensor, region: torch.Tensor,
+                person_kps: np.ndarray, person_box: Letterbox, person_square_kps: np.ndarray) -> torch.Tensor:
+        """Pixels for ``hole`` (``(H, W)`` 0/1): the old garment's region that the new garment does not cover.
+
+        - ``"inpaint"``: where the hole lies on the person's arms (`arm_cores`), the person's skin colour
+          (`skin_colour`: what is under a sleeve that is now shorter); the rest by OpenCV's fast-marching inpainting
+          (Telea) of the composite, from the pixels around it (the new garment, skin and background next to it);
+        - ``"generator"``: the pose-transfer model redraws the inpainted composite in the person's own pose, and
+          its pixels fill the hole (the only place the generator touches);
+        - ``"person"``: the person photo's own pixels (the old garment shows through).
+        """
+        if fill == "person" or not (hole > 0).any():
+            return person
+        import cv2
+
+        arms = arm_cores(person_kps, hole.shape) * hole
+        skin = skin_colour(person, region, person_kps)
+        if skin is not None and (arms > 0.5).any():  # bare arms are skin: painted before the rest is inpainted
+            composite = torch.where(arms > 0.5, skin.view(1, 3, 1, 1), composite)
+            hole = hole * (arms <= 0.5)
+        img = ((composite[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        mask = (hole > 0).numpy().astype(np.uint8)
+        radius = max(3, round(6 * max(img.shape[:2]) / 256))
+        filled = cv2.inpaint(np.ascontiguousarray(img), mask, radius, cv2.INPAINT_TELEA)
+        inpainted = torch.from_numpy(filled).permute(2, 0, 1)[None].float() / 127.5 - 1
+        if fill == "inpaint":
+            return inpainted
+        # "generator": one forward pass in the model's square, the person's pose as target (and as reference pose)
+        from .utils import to_tensor
+
+        picture = PIL.Image.fromarray(filled)
+        ref = to_tensor(person_box.image_to_square(picture))[None].to(self.model.device, self.model.dtype)
+        kps = torch.from_numpy(person_square_kps[None].astype(np.float32)).to(self.model.device)
+        drawn = self.model(ref, kps, kps).image.float() if self.model.needs_reference_pose else self.model(ref, kps).image.float()
+        back = person_box.image_from_square(to_pil(drawn)[0])
+        return torch.from_numpy(np.asarray(back, np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+
+    def _keep(self, person, person_box, garment, garment_box, masks, person_pose, garment_pose, refine, fill, seam):
+        """Mode ``"keep"``: see `__call__`. Everything happens in the person photo's own pixels."""
+        from .utils import to_tensor
+
+        seam = default_seam(person.size) if seam is None else seam
+
+        person_sq = self._photo_pose(person_pose, person, person_box, "person_pose")
+        garment_sq = self._photo_pose(garment_pose, garment, garment_box, "garment_pose")
+        person_kps = person_box.keypoints_from_square(person_sq, strict=False)[:, :2]
+        garment_kps = garment_box.keypoints_from_square(garment_sq, strict=False)[:, :2]
+        pw, ph = person.size
+        region = masks.get("person_mask")
+        if region is None:
+            region = self._photo_region(person, person_kps, "person_mask")
+        garment_region = masks.get("garment_mask")
+        if garment_region is None:
+            garment_region = self._photo_region(garment, garment_kps, "garment_mask")
+
+        # 1. the garment photo, part by part (torso, upper arms, forearms), onto the person's pose
+        garment_img, garment_alpha = move_garment(to_tensor(garment)[None], garment_region[None, None], garment_kps, person_kps, (ph, pw))
+
+        # 2. the appearance flow's correction (what rigid parts cannot do: cloth that hangs, widths that differ)
+        target = region[None, None]
+        if refine:
+            flow = self._refine_flow(garment_img, garment_alpha, target, person_box)
+            moved = warp(torch.cat([garment_img, garment_alpha], 1), flow)
+            garment_img, garment_alpha = moved[:, :3], moved[:, 3:].clamp(0, 1)
+
+        # 3. what changes: the old garment's region and the new garment's; the hole is what neither photo has
+        new = (garment_alpha[0, 0] > 0.5).float()
+        change = torch.maximum((region > 0.5).float(), new)
+        hole = change * (1 - new)
+        person_t = to_tensor(person)[None]
+        a_new = _feather(new, seam)[None, None]
+        composite = person_t * (1 - a_new) + garment_img * a_new
+        invented = self._invent(fill, person_t, composite, hole, region, person_kps, person_box, person_sq[:, :2])
+        invented = torch.where(hole > 0, invented, person_t)  # invented pixels stay in the hole
+        inside = invented * (1 - a_new) + garment_img * a_new
+        a_change = _feather(change, seam)[None, None]
+
+        # 4. the person's own pixels wherever nothing changes (exactly: uint8 in, uint8 out)
+        person_u8 = torch.from_numpy(np.array(person, np.uint8)).permute(2, 0, 1)[None].float()
+        inside_u8 = ((inside.clamp(-1, 1) + 1) * 127.5)
+        out = (person_u8 * (1 - a_change) + inside_u8 * a_change).round().clamp(0, 255)
+        image = PIL.Image.fromarray(out[0].permute(1, 2, 0).to(torch.uint8).numpy())
+        shown = (garment_img * garment_alpha + garment_alpha - 1)  # premultiplied, black outside
+        return image, to_pil(shown)[0], to_pil(garment_alpha.expand(-1, 3, -1, -1) * 2 - 1)[0], to_pil(hole[None, None].expand(-1, 3, -1, -1) * 2 - 1)[0]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        person_image,
+        garment_image,
+        person_mask=None,
+        garment_mask=None,
+        person_pose=None,
+        garment_pose=None,
+        mode: str = "keep",
+        refine: bool = True,
+        fill: str = "inpaint",
+        seam: Optional[int] = None,
+        restore_pose: bool = True,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
+        r"""
+        Args:
+            person_image: the person to dress: a PIL image, ``(H, W, 3)`` uint8 array, ``(3, H, W)`` tensor in [-1, 1] or a path.
+            garment_image: a photo of someone wearing the garment (same forms).
+            person_mask (*optional*): the region of the person's own garment, which the new one replaces, ``(H, W)``
+                in the person photo's pixels: a parsing mask or a drawn one (path, PIL, array or tensor). Automatic
+                when omitted: BlazePose's person mask within the torso and arms of the person's pose.
+            garment_mask (*optional*): the garment's region in the garment photo (same forms). Automatic when
+                omitted, the same way (which includes the wearer's bare arms: draw the mask for a sleeveless top).
+            person_pose, garment_pose (*optional*): the photos' poses (``(18, 2|3)`` in their pixels, or OpenPose JSON);
+                estimated when omitted.
+            mode (`str`, *optional*, defaults to ``"keep"``):
+                - ``"keep"`` (keep the person): the garment region of the garment photo is moved onto the person's
+                  pose directly, part by part (`pgat.parts`: torso, upper arms, forearms, from the wearer's
+                  keypoints to the person's), refined by the appearance flow (``refine``), and composited into the
+                  person photo with a soft seam of ``seam`` pixels. Every pixel farther than ``seam`` from the old
+                  and the new garment's regions is the person photo's own, exactly; nothing is redrawn by the
+                  pose-transfer model except, with ``fill="generator"``, the pixels that must be invented.
+                - ``"canonical"``: the paper's route (fig. 9): both people are moved into the canonical pose by the
+                  pose-transfer model, the garment is warped there and pasted, and the result is moved back to the
+                  person's pose (``restore_pose``): every pixel is redrawn by the model.
+            refine (`bool`, *optional*, defaults to `True`): ``"keep"``: correct the part warp with the appearance
+                flow; `False` uses the rigid part warp alone.
+            fill (`str`, *optional*, defaults to ``"inpaint"``): ``"keep"``: how to invent what neither photo shows
+                (the old garment's region that the new garment leaves uncovered: skin, background, the trousers):
+                ``"inpaint"`` (OpenCV's inpainting from the pixels around it), ``"generator"`` (the pose-transfer
+                model redraws the person there) or ``"person"`` (leave the old garment showing). The default is
+                the one that scored best on SynthHumans' try-on ground truth (docs/tryon.md).
+            seam (`int`, *optional*): ``"keep"``: width in pixels of the blend at the edge of what changes; defaults
+                to 2 pixels per 256 of the photo's longer side (`default_seam`).
+            restore_pose (`bool`, *optional*, defaults to `True`): ``"canonical"``: move the dressed person back to
+                their own pose and framing; `False` returns the canonical composite.
+            output_type (`str`, *optional*, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"`` for every image.
+            return_dict (`bool`, *optional*, defaults to `True`): return a `PGATTryOnPipelineOutput`, else a tuple.
+
+        Returns:
+            `PGATTryOnPipelineOutput` (its ``mode`` says which mode made the images), or with ``return_dict=False``
+            the tuple of its fields that are set, in their order.
+
+        Raises:
+            `pgat.inputs.InputError`: an unreadable photo or mask, a mask of another size than its photo, a pose
+            without both shoulders and both hips, an unknown ``mode`` or ``fill``.
+        """
+        from ..inputs import InputError
+
+        if mode not in MODES:
+            raise InputError("mode", repr(mode), f"one of {', '.join(map(repr, MODES))}")
+        if fill not in FILLS:
+            raise InputError("fill", repr(fill), f"one of {', '.join(map(repr, FILLS))}")
+        if seam is not None and (isinstance(seam, bool) or not isinstance(seam, int) or seam < 0):
+            raise InputError("seam", repr(seam), "a whole number of pixels, 0 or more")
+        self.check_inputs(output_type)
+        r = self.resolution
+
+        # 1. both photos; given masks are checked before anything runs
+        person, person_box, person_t = prepare_reference(person_image, r, "person_image")
+        garment, garment_box, garment_t = prepare_reference(garment_image, r, "garment_image")
+        masks = {}
+        for name, mask, picture in (("person_mask", person_mask, person), ("garment_mask", garment_mask, garment)):
+            if mask is not None:
+                masks[name] = load_mask(mask, picture.size, name)
+
+        if mode == "keep":
+            images, warped, garment_alpha, hole = self._keep(person, person_box, garment, garment_box, masks, person_pose,
+                                                             garment_pose, refine, fill, seam)
+            fields = dict(images=[images], warped_garment=[warped], garment_mask=[garment_alpha], invented_mask=[hole])
+        else:
+            images, canonical_person, canonical_garment, warped, alpha = self._canonical(
+                person, person_box, person_t, garment, garment_box, garment_t, masks, person_pose, garment_pose, restore_pose)
+            fields = dict(images=images, warped_garment=warped, garment_mask=alpha, canonical_person=canonical_person,
+                          canonical_garment=canonical_garment)
+        fields = {k: format_images(v, output_type) for k, v in fields.items()}
+        out = PGATTryOnPipelineOutput(mode=mode, **fields)
         if not return_dict:
-            return out
-        return PGATTryOnPipelineOutput(*out)
+            return out.to_tuple()
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,14 +617,16 @@ def _cmd_tryon(args: argparse.Namespace) -> int:
         pipe.to(args.device)
     out = pipe(
         args.person, args.garment, person_mask=args.person_mask, garment_mask=args.garment_mask,
-        person_pose=args.person_pose, garment_pose=args.garment_pose,
+        person_pose=args.person_pose, garment_pose=args.garment_pose, mode=args.mode, refine=not args.no_refine,
+        fill=args.fill, seam=args.seam,
     )
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     out.images[0].save(path)
-    print(f"wrote {path}")
+    print(f"wrote {path} (mode {out.mode})")
     if args.save_intermediates:
-        for name in ("canonical_person", "canonical_garment", "warped_garment", "garment_mask"):
+        names = ("warped_garment", "garment_mask") + (("invented_mask",) if out.mode == "keep" else ("canonical_person", "canonical_garment"))
+        for name in names:
             extra = path.with_name(f"{path.stem}-{name.replace('_', '-')}{path.suffix}")
             getattr(out, name)[0].save(extra)
             print(f"wrote {extra}")
@@ -372,9 +648,16 @@ def register_tryon(sub) -> None:
     p.add_argument("--garment-pose", default=None, metavar="FILE",
                    help="GARMENT's wearer's pose: OpenPose JSON, or a .json / .npy (18, 2|3) array in its pixels (default: estimated)")
     p.add_argument("--pose-estimator", choices=["auto", "openpose", "blazepose"], default="auto", help="pose estimator for the photos (default: auto)")
-    p.add_argument("--save-intermediates", action="store_true", help="also write OUT-canonical-person, -canonical-garment, -warped-garment, -garment-mask")
+    p.add_argument("--mode", choices=MODES, default="keep",
+                   help="keep: the person photo's own pixels everywhere but the garment (default); canonical: the paper's route "
+                        "through the canonical pose, every pixel redrawn")
+    p.add_argument("--fill", choices=FILLS, default="inpaint", help="keep mode: how to fill what the new garment uncovers (default: inpaint)")
+    p.add_argument("--no-refine", action="store_true", help="keep mode: the rigid part warp alone, without the appearance flow")
+    p.add_argument("--seam", type=int, default=None, help="keep mode: blend width in pixels (default: 2 per 256 of the photo's long side)")
+    p.add_argument("--save-intermediates", action="store_true",
+                   help="also write OUT-warped-garment, -garment-mask and -invented-mask (keep) or -canonical-person, -canonical-garment (canonical)")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     p.set_defaults(func=_cmd_tryon)
 
 
-__all__ = ["PGATTryOnPipeline", "PGATTryOnPipelineOutput", "transfer_mask", "upper_body_region", "register_tryon"]
+__all__ = ["PGATTryOnPipeline", "PGATTryOnPipelineOutput", "MODES", "FILLS", "default_seam", "move_garment", "transfer_mask", "upper_body_region", "register_tryon"]
