@@ -162,7 +162,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_run, tmp_path):
     proc.wait()
     assert not (out / "stage-0128").exists(), "the run finished before it was killed: nothing was resumed"
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
-    assert state.pop("train_cpu_seconds") > 0 and state.pop("train_seconds") > 0
+    assert state.pop("train_cpu_seconds") > 0 and state.pop("train_seconds") > 0 and state.pop("stage_seconds") > 0
     assert state == {"global_step": 3, "stage_index": 0, "step_in_stage": 3, "num_processes": 1}
     # the kill may land after the killed run logged a step past its last checkpoint (checkpoint-3, or checkpoint-4 at
     # the level boundary if it got that far), or in the middle of a line: the resumed run makes those steps again,

@@ -107,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoints not): the budget for comparing recipes at equal time, DataLoader workers' rendering included",
     )
     g.add_argument(
+        "--stage_minutes", default=None,
+        help="wall-clock budget of each level's training steps (one number, or one per stage): a level ends at its "
+        "step count or when its budget is spent, whichever comes first, is saved as its stage, and the next level "
+        "starts; the cosine learning rate follows whichever of the two is further along",
+    )
+    g.add_argument(
+        "--init_model", default=None,
+        help="fine-tune: start every level from this repository's stage of the same resolution (a local folder or a "
+        "Hub id) instead of a fresh or grown network; a level it has no stage for is grown as usual. Its network "
+        "must be the one the flags ask for (bottleneck width and the options beyond the paper)",
+    )
+    g.add_argument(
         "--perceptual_resolution", type=int, default=None,
         help="compute the global perceptual term on the pair downscaled to this side when the level is larger "
         "(not in the paper; the local term keeps the full resolution); default: the level's own resolution",
@@ -199,16 +211,18 @@ def model_options(args) -> Dict[str, bool]:
     }
 
 
-def learning_rate_at(args, step_in_stage: int, steps: int) -> float:
+def learning_rate_at(args, step_in_stage: int, steps: int, time_fraction: float = 0.0) -> float:
     """The generator's learning rate for step ``step_in_stage`` (0-based) of a level of ``steps`` steps.
 
     A pure function of the step, so a resumed run sets the very rates an uninterrupted one did. Why the cosine
     restarts at every level: growing adds freshly initialised blocks at both ends, which need the full rate, while
-    the end of each level (and of training) gains from small steps.
+    the end of each level (and of training) gains from small steps. With a level budget (``--stage_minutes``) the
+    cosine follows ``time_fraction`` (the share of the level's budget spent) when that is further along than the
+    steps, so a level cut short by its budget still ends on small steps (and then depends on the machine's speed).
     """
     if args.lr_scheduler == "constant":
         return args.learning_rate
-    progress = step_in_stage / max(1, steps - 1)
+    progress = min(1.0, max(step_in_stage / max(1, steps - 1), time_fraction))
     return args.learning_rate * (args.lr_min_ratio + (1 - args.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -222,6 +236,52 @@ def out_of_budget(args, state: Dict) -> bool:
     cpu = args.max_cpu_minutes is not None and state["train_cpu_seconds"] >= 60 * args.max_cpu_minutes
     wall = args.max_train_minutes is not None and state["train_seconds"] >= 60 * args.max_train_minutes
     return cpu or wall
+
+
+def stage_budgets(args, num_stages: int) -> List[Optional[float]]:
+    """Seconds of training steps each level may take (``--stage_minutes``), ``None`` for no budget."""
+    if args.stage_minutes is None:
+        return [None] * num_stages
+    text = str(args.stage_minutes)
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"`--stage_minutes` must be a number or a comma-separated list of numbers, got {text!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise ValueError(f"`--stage_minutes` must hold positive numbers, got {text!r}")
+    if len(values) == 1:
+        values = values * num_stages
+    if len(values) != num_stages:
+        raise ValueError(f"`--stage_minutes` must be one number or one per stage ({num_stages}), got {len(values)}: {text!r}")
+    return [60.0 * v for v in values]
+
+
+def init_stage(args, resolution: int):
+    """The ``--init_model`` repository's stage at ``resolution`` as a `PGATModel`, or ``None`` (no ``--init_model``,
+    or no such stage there: that level is grown as usual).
+
+    Raises:
+        `ValueError`: the stage is another network than the flags ask for; loading its weights into the network the
+            flags build would fail, and building its network instead would silently change the recipe.
+    """
+    if not args.init_model:
+        return None
+    from pgat.hub import list_stages, load_model_folder, resolve_stage
+    from pgat.stages import stage_folder
+
+    repo, _ = resolve_stage(args.init_model)
+    if resolution not in list_stages(repo):
+        return None
+    model = load_model_folder(repo / stage_folder(resolution))
+    wanted = {"bottleneck_channels": args.bottleneck_channels, **model_options(args)}
+    differ = {k: (model.config[k], v) for k, v in wanted.items() if k in model.config and model.config[k] != v}
+    if differ:
+        listed = ", ".join(f"{k}={have} (the flags: {want})" for k, (have, want) in sorted(differ.items()))
+        raise ValueError(
+            f"`--init_model` {args.init_model} {stage_folder(resolution)} is another network than the flags ask for: {listed}; "
+            "use the preset of its network (its training_config.json) or train from scratch without --init_model"
+        )
+    return model
 
 
 def level_losses(args, stage_index: int, num_stages: int) -> Dict[str, bool]:
@@ -372,7 +432,7 @@ def main(args: argparse.Namespace) -> Path:
     checkpoint = resolve_checkpoint(out, args.resume_from_checkpoint)
     if args.resume_from_checkpoint and checkpoint is None:
         logger.info("no checkpoint in %s: starting from scratch", out)
-    state = {"global_step": 0, "stage_index": 0, "step_in_stage": 0, "train_cpu_seconds": 0.0, "train_seconds": 0.0}
+    state = {"global_step": 0, "stage_index": 0, "step_in_stage": 0, "train_cpu_seconds": 0.0, "train_seconds": 0.0, "stage_seconds": 0.0}
     if checkpoint is not None:
         state = {**state, **{k: v for k, v in json.loads((checkpoint / "trainer_state.json").read_text()).items() if k in state}}
         logger.info("resuming from %s (stage %d, step %d of it)", checkpoint, state["stage_index"], state["step_in_stage"])
@@ -396,8 +456,17 @@ def main(args: argparse.Namespace) -> Path:
 
     model = None
     optimizer = None
+    budgets = stage_budgets(args, len(schedule))
     total_steps = sum(s["steps"] for s in schedule)
-    progress = tqdm(total=total_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process, desc="training")
+    timed = all(b is not None for b in budgets)
+    if timed:
+        # with a budget per level the bar counts seconds of it, so its remaining time is the time left, not the
+        # steps left at the current rate (a level cut by its budget never takes its remaining steps)
+        done = sum(budgets[: state["stage_index"]]) + state["stage_seconds"]
+        progress = tqdm(total=sum(budgets), initial=done, disable=not accelerator.is_local_main_process, desc="training",
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
+    else:
+        progress = tqdm(total=total_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process, desc="training")
 
     for stage_index in range(state["stage_index"], len(schedule)):
         level = schedule[stage_index]
@@ -427,6 +496,12 @@ def main(args: argparse.Namespace) -> Path:
             model = base.grow()
         if model.config.resolution != res:
             raise ValueError(f"the model is at {model.config.resolution}² but stage {stage_index} of the schedule is {res}²")
+        if not resume_optimizer and (pretrained := init_stage(args, res)) is not None:
+            # fine-tuning: the level starts from the pretrained stage, every layer of which was trained at this size,
+            # with a fresh Adam state (moments of other weights would mislead it); built first, then overwritten, so
+            # the random numbers drawn are those of a run without --init_model
+            model.load_state_dict(pretrained.state_dict())
+            old_optimizer = old_names = None
         model.to(memory_format=layout)  # in place: the parameters keep their identity (the optimizer is built next)
         model.train()
         optimizer = torch.optim.Adam(
@@ -480,6 +555,9 @@ def main(args: argparse.Namespace) -> Path:
 
         step_in_stage = start
         state = {**state, "stage_index": stage_index, "step_in_stage": step_in_stage}
+        if not resume_here:
+            state["stage_seconds"] = 0.0
+        budget = budgets[stage_index]
         t0 = last = mark = time.perf_counter()  # mark: where the current step's wall time starts (data wait included)
         out_of_time = False
         for batch in loader:
@@ -494,7 +572,7 @@ def main(args: argparse.Namespace) -> Path:
             restart = criterion == "l1" and 0 < step_in_stage and step_in_stage - 1 < switch and not args.keep_optimizer_moments_at_l1
             if restart:
                 reset_adam_moments(optimizer)
-            lr = learning_rate_at(args, step_in_stage, steps)
+            lr = learning_rate_at(args, step_in_stage, steps, state["stage_seconds"] / budget if budget else 0.0)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             models = (model, discriminator) if discriminator is not None else (model,)
@@ -535,21 +613,27 @@ def main(args: argparse.Namespace) -> Path:
             now = time.perf_counter()
             wall = state["train_seconds"] + now - mark
             state = {"global_step": state["global_step"] + 1, "stage_index": stage_index, "step_in_stage": step_in_stage,
-                     "train_cpu_seconds": cpu, "train_seconds": wall}
+                     "train_cpu_seconds": cpu, "train_seconds": wall, "stage_seconds": state["stage_seconds"] + now - mark}
             scalars.update(resolution=res, criterion_l1=float(criterion == "l1"), step_seconds=now - last, train_cpu_seconds=cpu, train_seconds=wall)
             if restart:
                 scalars["adam_restart"] = 1.0
             if args.lr_scheduler != "constant":
                 scalars["lr"] = lr
             last = now
-            progress.update(1)
-            progress.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution", "step_seconds", "train_cpu_seconds", "train_seconds")}, refresh=False)
+            shown = {k: f"{v:.3g}" for k, v in scalars.items() if k not in ("resolution", "step_seconds", "train_cpu_seconds", "train_seconds")}
+            if timed:
+                progress.update(min(now - mark, max(0.0, budget - (state["stage_seconds"] - (now - mark)))))
+                shown = {"level": f"{res}² step {step_in_stage}/{steps}", **shown}
+            else:
+                progress.update(1)
+            progress.set_postfix(shown, refresh=False)
             accelerator.log(scalars, step=state["global_step"])
             if accelerator.is_main_process:
                 with open(out / "train_log.jsonl", "a") as f:
                     f.write(json.dumps({"step": state["global_step"], **scalars}) + "\n")
 
-            end_of_stage = step_in_stage == steps or out_of_budget(args, state)
+            level_spent = budget is not None and state["stage_seconds"] >= budget
+            end_of_stage = step_in_stage == steps or level_spent or out_of_budget(args, state)
             if accelerator.is_main_process and (end_of_stage or (args.sample_steps and step_in_stage % args.sample_steps == 0)):
                 (out / "samples").mkdir(exist_ok=True)
                 sample_grid(bare(model), {k: v[:4] for k, v in val_batch.items()}).save(
@@ -565,6 +649,12 @@ def main(args: argparse.Namespace) -> Path:
             if args.checkpointing_steps and state["global_step"] % args.checkpointing_steps == 0 and not end_of_stage:
                 save_checkpoint(accelerator, out, args.checkpoints_total_limit, state, model, optimizer, discriminator, d_optimizer)
             mark = time.perf_counter()  # samples, validation and checkpoints are not training time
+            if level_spent and step_in_stage < steps:
+                logger.info("the %d² level's budget (--stage_minutes) is spent at step %d of %d: next level", res, step_in_stage, steps)
+                break
+            if timed and step_in_stage == steps:  # the level's steps are done before its budget: the rest is not spent
+                progress.total -= max(0.0, budget - state["stage_seconds"])
+                progress.refresh()
 
         seconds = time.perf_counter() - t0
         # 6. the finished level becomes a stage folder of the output repository
@@ -576,7 +666,7 @@ def main(args: argparse.Namespace) -> Path:
                                     "num_processes": accelerator.num_processes}) + "\n")
         out_of_time = out_of_time or out_of_budget(args, state)
         # a checkpoint at the stage boundary: resuming from it starts the next level
-        state = {**state, "stage_index": stage_index + 1, "step_in_stage": 0}
+        state = {**state, "stage_index": stage_index + 1, "step_in_stage": 0, "stage_seconds": 0.0}
         if stage_index + 1 < len(schedule) and args.checkpointing_steps and not out_of_time:
             save_checkpoint(accelerator, out, args.checkpoints_total_limit, state, model, optimizer, discriminator, d_optimizer)
         checkpoint = None
@@ -634,6 +724,8 @@ def _training_summary(args, schedule) -> str:
         + (f" Plus an L1 pixel loss, weight {args.pixel_weight:g} (not in the paper)." if args.pixel_weight else "")
         + (f" Learning rate on a cosine within each level, down to {args.lr_min_ratio:g} of it." if args.lr_scheduler == "cosine" else "")
         + (f" Network options beyond the paper (DESIGN.md §1b): {', '.join(on)}." if (on := [k for k, v in model_options(args).items() if v and k != 'warp_keep_unwarped']) else "")
+        + (f" Fine-tuned from `{args.init_model}`: each level started from its stage of the same size." if args.init_model else "")
+        + (f" Each level also ended when its training steps had taken {args.stage_minutes} minutes (--stage_minutes)." if args.stage_minutes else "")
         + (f" Steps in {args.mixed_precision} autocast." if args.mixed_precision != "no" else "")
         + (" Channels-last layout." if args.channels_last else "")
         + (f" Global perceptual term on the pair downscaled to {args.perceptual_resolution}² above that size." if args.perceptual_resolution else "")

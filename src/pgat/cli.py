@@ -1,7 +1,7 @@
 """The ``pgat`` command line.
 
 Each subcommand is a ``register_<name>(subparsers)`` function that adds its parser and sets
-``func``; later commands (transfer, video, tryon, evaluate, synth, prepare-video, serve) plug in the same way.
+``func``; later commands (transfer, video, tryon, evaluate, synth, prepare-video, serve, personalize) plug in the same way.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from .pipelines.video import register_video  # noqa: E402
 from .pipelines.tryon import register_tryon  # noqa: E402
 from .serving import register_serve  # noqa: E402
 from .export_space import register_export_space  # noqa: E402
+from .personalize import register_personalize  # noqa: E402
 
-COMMANDS = [register_stages, register_transfer, register_synth, register_prepare_video, register_evaluate, register_video, register_tryon, register_serve, register_export_space]
+COMMANDS = [register_stages, register_transfer, register_synth, register_prepare_video, register_evaluate, register_video, register_tryon, register_serve, register_export_space, register_personalize]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +69,7 @@ CLI_NAMES = {
     "model": "--model",
     "pretrained_model_name_or_path": "--model",
     "resolution": "--resolution",
+    "video": "VIDEO",
 }
 
 

@@ -118,6 +118,14 @@ def find_videos(paths: Sequence[Union[str, Path]]) -> List[Path]:
 # ---------------------------------------------------------------------------------------------
 
 
+class NoPairError(ValueError):
+    """`prepare_video` found no pair to write; ``output`` (`PrepareVideoOutput`) holds the counts of what it saw."""
+
+    def __init__(self, output: "PrepareVideoOutput", message: str):
+        super().__init__(message)
+        self.output = output
+
+
 @dataclass
 class VideoReport:
     """What became of one video's sampled frames."""
@@ -237,7 +245,8 @@ def prepare_video(
         `PrepareVideoOutput` with per-video counts (sampled, kept, skipped by reason, several people, pairs).
 
     Raises:
-        `ValueError`: no video gave two usable frames, so there is no pair to write (the counts say why).
+        `NoPairError` (a `ValueError`): no video gave two usable frames, so there is no pair to write (the counts
+            say why, and its ``output`` holds them).
     """
     from tqdm.auto import tqdm
 
@@ -298,7 +307,7 @@ def prepare_video(
                     report.pairs += 1
     output = PrepareVideoOutput(Path(out_dir), reports, time.perf_counter() - start)
     if output.pairs == 0:
-        raise ValueError(
+        raise NoPairError(output,
             "prepare-video found no pair to write: every video needs at least two frames with one confident "
             f"person.\n{output.summary()}\n(images kept so far are in '{out_dir}'; try a lower --min-keypoints or a higher --fps)"
         )
