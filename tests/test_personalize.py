@@ -15,13 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
 
 from pgat.cli import main
 from pgat.personalize import crop_box, heldout_references, plan_minutes, sampling_rate, _crop
+from test_prepare_video import _write_video  # the same synthetic-video writer
 
 CLIP = Path(__file__).parent / "data" / "personalize" / "cam03-144x256.mp4"
 FAST = ["--min-frames", "12", "--stages", "64", "--no-progress"]
@@ -165,15 +165,6 @@ def test_a_killed_run_resumes_where_its_checkpoint_left_off(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def _write_video(path, frames, fps=10):
-    writer = imageio_ffmpeg.write_frames(str(path), (frames[0].shape[1], frames[0].shape[0]), fps=fps, quality=8, macro_block_size=1)
-    writer.send(None)
-    for f in frames:
-        writer.send(np.ascontiguousarray(f))
-    writer.close()
-    return path
-
-
 def _error(argv, capsys):
     assert main(argv) == 2
     return capsys.readouterr().err
@@ -189,7 +180,7 @@ def test_unreadable_and_missing_videos(tmp_path, capsys):
 
 
 def test_a_video_without_a_person(tmp_path, capsys):
-    empty = _write_video(tmp_path / "wall.mp4", [np.full((96, 96, 3), 120 + k, np.uint8) for k in range(20)])
+    empty = _write_video(tmp_path / "wall.mp4", [np.full((96, 96, 3), 120 + k, np.uint8) for k in range(20)], fps=10)
     err = _error(["personalize", str(empty), "--out", str(tmp_path / "c"), "--min-frames", "10", "--no-progress"], capsys)
     assert "none of the 10 sampled frames shows a person" in err
 
