@@ -415,8 +415,9 @@ class PGATTryOnPipeline(PGATPipeline):
             small = F.interpolate(x, size=(fit.new_height, fit.new_width), mode="bilinear", align_corners=False, antialias=True)
             return F.pad(small, (fit.left, s - fit.left - fit.new_width, fit.top, s - fit.top - fit.new_height))
 
-        dtype = self.flow.dtype
-        flow = self.flow(to_square(garment * garment_mask).to(dtype), to_square(garment_mask).to(dtype), to_square(target).to(dtype)).flow.float()
+        dtype, device = self.flow.dtype, self.flow.device  # the photo-frame maps stay on the CPU; the network may not
+        inputs = [to_square(x).to(device=device, dtype=dtype) for x in (garment * garment_mask, garment_mask, target)]
+        flow = self.flow(*inputs).flow.float().cpu()
         flow = flow[..., fit.top:fit.top + fit.new_height, fit.left:fit.left + fit.new_width]
         flow = F.interpolate(flow, size=(box.height, box.width), mode="bilinear", align_corners=False)
         return flow * torch.tensor([s / fit.new_width, s / fit.new_height], device=flow.device).view(1, 2, 1, 1)
@@ -454,7 +455,7 @@ class PGATTryOnPipeline(PGATPipeline):
         picture = PIL.Image.fromarray(filled)
         ref = to_tensor(person_box.image_to_square(picture))[None].to(self.model.device, self.model.dtype)
         kps = torch.from_numpy(person_square_kps[None].astype(np.float32)).to(self.model.device)
-        drawn = self.model(ref, kps, kps).image.float() if self.model.needs_reference_pose else self.model(ref, kps).image.float()
+        drawn = (self.model(ref, kps, kps) if self.model.needs_reference_pose else self.model(ref, kps)).image.float().cpu()
         back = person_box.image_from_square(to_pil(drawn)[0])
         return torch.from_numpy(np.asarray(back, np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
 
