@@ -285,10 +285,10 @@ def test_embedded_pipeline_end_to_end(embedded, triples):
     assert 0 < row["ssim_region"] < 1 and row["l1_region"] > 0
     # it dressed the person: not the person photo inside the region
     assert row["l1_region"] != pytest.approx(results["person_unchanged"]["l1_region"], abs=1e-3)
-    if canonical.takes_mode:  # the pipeline can keep the person photo outside the garment
-        keep = PipelineTryOn(embedded, "keep")
-        kept = evaluate_tryon(keep, triples, num_triples=3, name="pgat_keep", baselines=False, progress=False)["pgat_keep"]
-        assert keep.mode == "keep" and kept["outside_equal"] > max(0.9, row["outside_equal"])
+    # the default mode keeps the person photo outside the garment
+    keep = PipelineTryOn(embedded)
+    kept = evaluate_tryon(keep, triples, num_triples=3, name="pgat_keep", baselines=False, progress=False)["pgat_keep"]
+    assert keep.mode == "keep" and kept["outside_equal"] > max(0.9, row["outside_equal"])
 
 
 def test_cli_evaluate_tryon(tmp_path, capsys):
