@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pgat.parts import (
+    ARM_PARTS,
     NUM_PARTS,
     PART_INDEX,
     PART_NAMES,
@@ -95,6 +96,87 @@ def test_a_rigid_limb_image_moves_by_exactly_the_pose_transform(angle, scale, sh
     region = chosen & inside_source
     assert region.sum() > 50
     torch.testing.assert_close(warped[0, 0][region], expected[region], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("angle, scale, shift", [(0.4, 1.0, (3.0, -2.0)), (-0.6, 1.3, (0.0, 5.0))])
+def test_the_garment_fit_is_exact_for_a_rigid_motion_of_the_pose_too(angle, scale, shift):
+    t = _similarity(angle, scale, shift)
+    theta, valid = part_transforms(STANDING, _apply(t, STANDING), fit="body")
+    assert valid.all()
+    torch.testing.assert_close(theta[0], t.expand(NUM_PARTS, 2, 3), atol=1e-3, rtol=0)
+
+
+def _carry(theta: torch.Tensor, point) -> torch.Tensor:
+    return theta[:, :2] @ torch.tensor(point, dtype=torch.float32) + theta[:, 2]
+
+
+def test_the_garment_fit_foreshortens_a_limb_along_its_length_only():
+    """The right forearm seen at half its length: both fits carry elbow to elbow and wrist to wrist, but across the
+    forearm the joints' similarity halves the sleeve and the garment fit keeps its width (the body is as big)."""
+    target = STANDING.clone()
+    elbow, wrist = STANDING[0, 3], STANDING[0, 4]
+    target[0, 4] = elbow + 0.5 * (wrist - elbow)
+    assert torch.allclose(body_unit(target), body_unit(STANDING))
+    d = (wrist - elbow) / (wrist - elbow).norm()
+    across = torch.stack([-d[1], d[0]])
+    side = (elbow + 0.5 * (wrist - elbow) + 4 * across).tolist()  # 4 px off the forearm's axis, halfway down
+    widths = {}
+    for fit in ("joints", "body"):
+        theta = part_transforms(STANDING, target, fit=fit)[0][0, PART_INDEX["r_forearm"]]
+        torch.testing.assert_close(_carry(theta, elbow.tolist()), elbow, atol=1e-4, rtol=0)
+        torch.testing.assert_close(_carry(theta, wrist.tolist()), target[0, 4], atol=1e-4, rtol=0)
+        moved = _carry(theta, side) - _carry(theta, (elbow + 0.5 * (wrist - elbow)).tolist())
+        widths[fit] = float(moved @ across)
+    assert widths["joints"] == pytest.approx(2.0, abs=1e-3)
+    assert widths["body"] == pytest.approx(4.0, abs=1e-3)
+
+
+def test_the_garment_fit_of_the_torso_ignores_shoulder_width_and_left_right_labels():
+    """Raised shoulders spread wider, and a back view swaps the left and right labels of the same four points:
+    neither moves the shirt printed on the torso, which the four-joint affine stretches or mirrors."""
+    wide = STANDING.clone()
+    wide[0, 2, 0] -= 4
+    wide[0, 5, 0] += 4
+    back = STANDING.clone()
+    back[0, [2, 5, 8, 11]] = STANDING[0, [5, 2, 11, 8]]
+    top = 0.5 * (STANDING[0, 2] + STANDING[0, 5])
+    for target in (wide, back):
+        body = part_transforms(STANDING, target, fit="body")[0][0, PART_INDEX["torso"]]
+        joints = part_transforms(STANDING, target, fit="joints")[0][0, PART_INDEX["torso"]]
+        # the body fit: a uniform scale by the body units' ratio (wider shoulders can raise a body unit estimated
+        # from the limbs), about the mid-shoulder point, which stays put
+        ratio = float(body_unit(target)[0] / body_unit(STANDING)[0])
+        torch.testing.assert_close(body[:, :2], ratio * torch.eye(2), atol=1e-4, rtol=0)
+        torch.testing.assert_close(_carry(body, top.tolist()), top, atol=1e-3, rtol=0)
+        assert (joints[:, :2] - ratio * torch.eye(2)).abs().max() > 0.1
+    mirrored = part_transforms(STANDING, back, fit="joints")[0][0, PART_INDEX["torso"], :, :2]
+    assert torch.linalg.det(mirrored) < 0  # the affine flips the shirt over
+
+
+def test_arms_in_front_take_the_pixels_of_their_core_over_the_torso():
+    """A right forearm folded across the chest: by default the torso (first of equal masks) takes the pixels where
+    both masks are full; with ``in_front=ARM_PARTS`` the forearm's own pixels follow the forearm, and its loose
+    sleeve room beyond the core still goes to the torso."""
+    folded = STANDING.clone()
+    folded[0, 4] = torch.tensor([72.0, 56.0])  # wrist on the chest, from the elbow at (48, 58)
+    shifted = folded + torch.tensor([5.0, 0.0])  # the reference: everything 5 px to the right, the forearm 3 px more
+    shifted[0, 4] += torch.tensor([0.0, 3.0])
+    shifted[0, 3] += torch.tensor([0.0, 3.0])
+    mid = (0.5 * (folded[0, 3] + folded[0, 4])).round().long()  # on the forearm's axis, inside the torso
+    x, y = int(mid[0]), int(mid[1])
+    expected = {}
+    for name in ("torso", "r_forearm"):
+        theta = part_transforms(folded, shifted)[0][0, PART_INDEX[name]]
+        q = _carry(theta, (float(x), float(y)))
+        expected[name] = (2 * q + 1) / 128 - 1
+    default, masks = composite_grid(shifted, folded, 128)
+    front, front_masks = composite_grid(shifted, folded, 128, in_front=ARM_PARTS)
+    assert masks[0, PART_INDEX["torso"], y, x] == 1 and masks[0, PART_INDEX["r_forearm"], y, x] == 1
+    torch.testing.assert_close(default[0, y, x], expected["torso"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(front[0, y, x], expected["r_forearm"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(front_masks, masks)  # the masks (coverage) do not change, only who wins
+    # away from the arm, the torso's pixels are untouched
+    torch.testing.assert_close(front[0, 100 - 30], default[0, 100 - 30])
 
 
 def test_a_part_with_a_missing_joint_contributes_nothing():
@@ -195,6 +277,8 @@ def test_part_warp_baseline_moves_the_person_and_fills_the_background():
         (lambda: warp(torch.zeros(3, 8, 8), STANDING, STANDING), r"`features` must be a \(B, C, h, w\)"),
         (lambda: warp(torch.zeros(2, 1, 8, 8), STANDING, STANDING.expand(3, -1, -1)), "1 or 3 references"),
         (lambda: composite_grid(STANDING, STANDING, 8, parts=("tail",)), "unknown \\['tail'\\]"),
+        (lambda: composite_grid(STANDING, STANDING, 8, in_front=("wing",)), "`in_front` must name .* unknown \\['wing'\\]"),
+        (lambda: part_transforms(STANDING, STANDING, fit="cloth"), "`fit` must be one of \\('joints', 'body'\\), got 'cloth'"),
     ],
 )
 def test_bad_inputs_name_the_argument(call, message):
