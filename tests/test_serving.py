@@ -1,6 +1,7 @@
 """A PGAT repository deployed as it is: its handler.py and pipeline.py, imported by file path from a folder written
 by save_pretrained (as serving toolkits import them), called with real base64 payloads; the same repository behind
-a real HTTP server (`pgat serve`) on 127.0.0.1; every bad payload answered with its error object."""
+a real HTTP server (`pgat serve`) on 127.0.0.1; every bad payload answered with its error object. The try-on task on the
+embedded model (weights/pgat-synth-256, its flow/) with SynthHumans try-on triples, at the end."""
 
 import base64
 import importlib.util
@@ -255,7 +256,7 @@ BAD = [
     ("reference_pose without align_pose", {"inputs": {"reference_image": REF, "target_pose": POSE, "reference_pose": POSE}},
      "inputs.reference_pose", r"only used with `parameters.align_pose`"),
     ("unknown task", {"inputs": {"reference_image": REF, "target_pose": POSE}, "parameters": {"task": "gif"}},
-     "parameters.task", r"one of \['image', 'video'\], got the string 'gif'"),
+     "parameters.task", r"one of \['image', 'video', 'tryon'\], got the string 'gif'"),
     ("too many frames", {"inputs": {"reference_image": REF, "pose_sequence": [POSE] * 121}, "parameters": {"task": "video"}},
      "inputs.pose_sequence", r"has 121 poses; this server makes videos of at most 120 frames"),
     # one (18, 2) pose where a list of poses belongs: its first "pose" is a single [x, y]
@@ -444,3 +445,263 @@ def test_pose_aware_model_and_a_photo_with_nobody_is_a_400(pose_aware_repo, samp
                          r"model .* Or send the pose as `inputs.reference_pose`", out["error"]), out
     response = TestClient(create_app(handler=serving)).post("/", json=payload)
     assert response.status_code == 400 and response.json()["field"] == "inputs.reference_image"
+
+
+# ---------------------------------------------------------------------------------------------
+# the try-on task: the embedded model and its flow/, SynthHumans try-on triples (256²)
+# ---------------------------------------------------------------------------------------------
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "weights" / "pgat-synth-256"
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    if not (EMBEDDED / "flow").is_dir():
+        pytest.skip("the embedded model (weights/pgat-synth-256 with flow/) is not in this checkout")
+    return EMBEDDED
+
+
+@pytest.fixture(scope="module")
+def tryon_serving(embedded):
+    from pgat.serving import PGATServing
+
+    return PGATServing(embedded, device="cpu", pose_estimator="blazepose")  # the estimator that ships with the checkout
+
+
+@pytest.fixture(scope="module")
+def tryon_pipes(embedded):
+    """The try-on pipeline as a user loads it, per stage (what the served results are compared with)."""
+    from pgat import PGATTryOnPipeline
+
+    pipes = {}
+
+    def get(resolution):
+        if resolution not in pipes:
+            pipes[resolution] = PGATTryOnPipeline.from_pretrained(embedded, resolution=resolution, pose_estimator=None)
+        return pipes[resolution]
+
+    return get
+
+
+def _triple(i):
+    """A SynthHumans try-on triple of the test split (256², unseen identities and poses) with its parsing masks."""
+    from pgat.data import SynthHumansTryOn
+    from pgat.data.synthetic import TOP
+
+    item = SynthHumansTryOn(256, split="test", length=4)[i]
+    return dict(item, person_mask=item["person_parsing"] == TOP, garment_mask=item["garment_parsing"] == TOP)
+
+
+@pytest.fixture(scope="module")
+def triple():
+    return _triple(0)
+
+
+def _tryon_inputs(t, masks=True, poses=True):
+    inputs = {"person_image": b64(t["person"]), "garment_image": b64(t["garment"])}
+    if masks:
+        inputs.update(person_mask=b64(t["person_mask"].astype(np.uint8) * 255), garment_mask=b64(t["garment_mask"].astype(np.uint8) * 255))
+    if poses:
+        inputs.update(person_pose=t["person_keypoints"].tolist(), garment_pose=t["garment_keypoints"].tolist())
+    return inputs
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    import torch
+
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return torch.nn.functional.max_pool2d(t, 2 * r + 1, stride=1, padding=r)[0, 0].numpy() > 0
+
+
+def _pixels(text: str) -> np.ndarray:
+    image = decode(text)
+    assert image.format == "PNG"
+    return np.asarray(image.convert("RGB"))
+
+
+def test_tryon_keep_is_the_pipelines_image_and_the_person_photo_away_from_the_garment(tryon_serving, tryon_pipes, triple):
+    from pgat.pipelines.tryon import default_seam
+
+    out, status = tryon_serving.run({"inputs": _tryon_inputs(triple), "parameters": {"task": "tryon", "return_intermediates": True}})
+    assert status == 200, out
+    assert set(out) == {"image", "mode", "resolution", "person_pose", "garment_pose", "intermediates"}
+    assert out["mode"] == "keep" and out["resolution"] == 256
+    assert set(out["intermediates"]) == {"warped_garment", "garment_mask", "invented_mask"}
+    image = _pixels(out["image"])
+    assert image.shape == (256, 256, 3)
+    # the pipeline called directly with the same photos, parsing masks and keypoints: the same pixels
+    t = triple
+    expected = tryon_pipes(256)(t["person"], t["garment"], t["person_mask"], t["garment_mask"], t["person_keypoints"], t["garment_keypoints"])
+    assert expected.mode == "keep"
+    np.testing.assert_array_equal(image, np.asarray(expected.images[0]))
+    for name in ("warped_garment", "garment_mask", "invented_mask"):
+        np.testing.assert_array_equal(_pixels(out["intermediates"][name]), np.asarray(getattr(expected, name)[0].convert("RGB")), err_msg=name)
+    # far from the old and the new garment (their regions grown by the seam), the person photo to the bit
+    new = _pixels(out["intermediates"]["garment_mask"])[..., 0] > 127
+    grown = _dilate(t["person_mask"] | new, default_seam((256, 256)))
+    assert (~grown).mean() > 0.5
+    np.testing.assert_array_equal(image[~grown], t["person"][~grown])
+    assert np.abs(image[new].astype(int) - t["person"][new].astype(int)).max() > 30  # and the garment did change
+    # the poses used, as sent (in each photo's pixels)
+    np.testing.assert_allclose(np.asarray(out["person_pose"])[:, :2], np.where(t["person_keypoints"] >= 0, t["person_keypoints"], -1), atol=0.006)
+    np.testing.assert_allclose(np.asarray(out["garment_pose"])[:, :2], np.where(t["garment_keypoints"] >= 0, t["garment_keypoints"], -1), atol=0.006)
+
+    # the keep-mode parameters reach the pipeline: a rigid warp with no flow, the old garment left where uncovered, a wider seam
+    params = {"task": "tryon", "mode": "keep", "refine": False, "fill": "person", "seam": 5}
+    other = tryon_serving({"inputs": _tryon_inputs(triple), "parameters": params})
+    direct = tryon_pipes(256)(t["person"], t["garment"], t["person_mask"], t["garment_mask"], t["person_keypoints"], t["garment_keypoints"],
+                              refine=False, fill="person", seam=5)
+    np.testing.assert_array_equal(_pixels(other["image"]), np.asarray(direct.images[0]))
+    assert set(other) == {"image", "mode", "resolution", "person_pose", "garment_pose"}
+    assert (_pixels(other["image"]) != image).any()
+
+
+def test_tryon_canonical_mode_at_128_and_estimated_poses(tryon_serving, tryon_pipes, triple):
+    """Mode "canonical" on the 128² stage; then a request without poses: BlazePose's poses, returned and used as the
+    pipeline uses them. (The automatic masks are the pipeline's, tests/test_tryon.py; 3.5 s a photo here.)"""
+    t = triple
+    out = tryon_serving({"inputs": _tryon_inputs(t), "parameters": {"task": "tryon", "mode": "canonical", "resolution": 128, "return_intermediates": True}})
+    assert out["mode"] == "canonical" and out["resolution"] == 128, out
+    assert set(out["intermediates"]) == {"warped_garment", "garment_mask", "canonical_person", "canonical_garment"}
+    expected = tryon_pipes(128)(t["person"], t["garment"], t["person_mask"], t["garment_mask"], t["person_keypoints"], t["garment_keypoints"], mode="canonical")
+    np.testing.assert_array_equal(_pixels(out["image"]), np.asarray(expected.images[0]))
+    np.testing.assert_array_equal(_pixels(out["intermediates"]["canonical_person"]), np.asarray(expected.canonical_person[0]))
+    assert _pixels(out["intermediates"]["canonical_garment"]).shape == (128, 128, 3)
+    unrestored = tryon_serving({"inputs": _tryon_inputs(t), "parameters": {"task": "tryon", "mode": "canonical", "resolution": 128, "restore_pose": False}})
+    assert _pixels(unrestored["image"]).shape == (128, 128, 3)
+
+    t = _triple(2)  # one in both photos of which BlazePose finds the person (in triple 0's garment photo it finds nobody)
+    auto, status = tryon_serving.run({"inputs": _tryon_inputs(t, poses=False), "parameters": {"task": "tryon"}})
+    assert status == 200, auto
+    person_kps, garment_kps = tryon_serving.estimate(Image.fromarray(t["person"])), tryon_serving.estimate(Image.fromarray(t["garment"]))
+    np.testing.assert_allclose(auto["person_pose"], person_kps, atol=0.006)
+    torso = [2, 5, 8, 11]  # shoulders and hips: what try-on needs
+    assert (person_kps[torso, 2] > 0).all()  # (BlazePose may swap left and right on a synthetic person: compared by their centre)
+    assert np.abs(person_kps[torso, :2].mean(0) - t["person_keypoints"][torso].mean(0)).max() < 6
+    expected = tryon_pipes(256)(t["person"], t["garment"], t["person_mask"], t["garment_mask"], person_pose=person_kps, garment_pose=garment_kps)
+    np.testing.assert_array_equal(_pixels(auto["image"]), np.asarray(expected.images[0]))
+
+
+def test_tryon_over_http_through_the_repositorys_handler(embedded, tryon_serving, triple, monkeypatch):
+    """`create_app` on the embedded repository (its own handler.py, as `pgat serve` loads it) with Starlette's TestClient."""
+    from starlette.testclient import TestClient
+
+    from pgat.serving import create_app
+
+    monkeypatch.setenv("PGAT_POSE_ESTIMATOR", "blazepose")
+    monkeypatch.setenv("PGAT_DEVICE", "cpu")
+    client = TestClient(create_app(embedded))
+    payload = {"inputs": _tryon_inputs(triple), "parameters": {"task": "tryon"}}
+    response = client.post("/predict", json=payload)
+    assert response.status_code == 200, response.text
+    served = response.json()
+    local = tryon_serving(payload)
+    assert np.abs(_pixels(served["image"]).astype(int) - _pixels(local["image"]).astype(int)).max() <= 1
+    assert served["mode"] == "keep" and served["person_pose"] == local["person_pose"]
+
+    bad = client.post("/", json={"inputs": {**payload["inputs"], "person_pose": [[1, 2]] * 17}, "parameters": {"task": "tryon"}})
+    assert bad.status_code == 400 and bad.json()["field"] == "inputs.person_pose" and "an array of shape (17, 2)" in bad.json()["error"]
+    bad = client.post("/", json={"inputs": payload["inputs"], "parameters": {"task": "tryon", "mode": "paste"}})
+    assert bad.status_code == 400 and bad.json() == {"error": "`parameters.mode` must be one of ['keep', 'canonical'], got the string 'paste'",
+                                                     "field": "parameters.mode"}
+
+
+def test_tryon_on_a_repository_without_flow_is_a_400_naming_it(repo, sample):
+    from starlette.testclient import TestClient
+
+    from pgat.serving import PGATServing, create_app
+
+    reference, _ = sample
+    serving = PGATServing(repo, device="cpu")
+    payload = {"inputs": {"person_image": b64(reference), "garment_image": b64(reference)}, "parameters": {"task": "tryon"}}
+    out, status = serving.run(payload)
+    assert status == 400 and out["field"] == "parameters.task", out
+    assert re.search(r"`parameters.task` is 'tryon', and this repository \('.*pgat-tiny'\) has no flow/ folder \(flow/config.json and its weights: the "
+                     r"try-on appearance-flow network that PGATTryOnPipeline loads\); it serves the tasks \['image', 'video'\]", out["error"]), out
+    response = TestClient(create_app(handler=serving)).post("/", json=payload)
+    assert response.status_code == 400 and response.json() == out
+    assert serving({"inputs": {"reference_image": b64(reference), "target_pose": sample[1].tolist()}, "parameters": {"resolution": 64}})["resolution"] == 64
+
+
+PERSON, GARMENT, PMASK, GMASK, PPOSE, GPOSE = "PERSON", "GARMENT", "PMASK", "GMASK", "PPOSE", "GPOSE"  # replaced by the triple's
+TRYON = {"task": "tryon"}
+FULL = {"person_image": PERSON, "garment_image": GARMENT, "person_mask": PMASK, "garment_mask": GMASK, "person_pose": PPOSE, "garment_pose": GPOSE}
+_HEAD_ONLY = [[120.0, 30.0]] + [[-1.0, -1.0]] * 17
+BAD_TRYON = [
+    ("missing person", {"inputs": {"garment_image": GARMENT}, "parameters": TRYON}, "inputs.person_image",
+     r"^`inputs.person_image` is missing; task 'tryon' needs \['person_image', 'garment_image'\]$"),
+    ("missing garment", {"inputs": {"person_image": PERSON}, "parameters": TRYON}, "inputs.garment_image", r"`inputs.garment_image` is missing"),
+    ("reference_image in a try-on", {"inputs": {"reference_image": PERSON, "garment_image": GARMENT}, "parameters": TRYON}, "inputs.reference_image",
+     r"unknown input `inputs.reference_image` for task 'tryon'; expected \['person_image', 'garment_image'\] and optionally \['person_mask', "
+     r"'garment_mask', 'person_pose', 'garment_pose'\] \(`inputs.reference_image` is an input of task 'image'\)"),
+    ("try-on inputs without the task", {"inputs": {"person_image": PERSON, "garment_image": GARMENT}}, "inputs.person_image",
+     r"unknown input `inputs.person_image` for task 'image'.* \(`inputs.person_image` is an input of task 'tryon'\)"),
+    ("person not base64", {"inputs": {**FULL, "person_image": "me.png"}, "parameters": TRYON}, "inputs.person_image", r"not valid base64"),
+    ("garment base64 of text", {"inputs": {**FULL, "garment_image": base64.b64encode(b"hello world").decode()}, "parameters": TRYON},
+     "inputs.garment_image", r"`inputs.garment_image`: 11 bytes, which is not an image"),
+    ("truncated garment PNG", {"inputs": {**FULL, "garment_image": base64.b64encode(_png_bytes((64, 64))[:60]).decode()}, "parameters": TRYON},
+     "inputs.garment_image", r"60 bytes, a truncated or corrupt PNG image"),
+    ("person a number", {"inputs": {**FULL, "person_image": 3}, "parameters": TRYON}, "inputs.person_image", r"must be a base64 string of a PNG or JPEG image, got the number 3"),
+    ("over-size person", {"inputs": {**FULL, "person_image": base64.b64encode(_png_bytes((4097, 1100))).decode()}, "parameters": TRYON},
+     "inputs.person_image", r"4097x1100 image; this server takes images of at most 4096 pixels a side"),
+    ("garment a GIF", {"inputs": {**FULL, "garment_image": _gif()}, "parameters": TRYON}, "inputs.garment_image", r"is a GIF image"),
+    ("person mask of another size", {"inputs": {**FULL, "person_mask": base64.b64encode(_png_bytes((128, 96))).decode()}, "parameters": TRYON},
+     "inputs.person_mask", r"^`inputs.person_mask` is a 128x96 image; expected a mask of the size of `inputs.person_image`, 256x256 \(width x height\), white inside$"),
+    ("garment mask of another size", {"inputs": {**FULL, "garment_mask": base64.b64encode(_png_bytes((256, 255))).decode()}, "parameters": TRYON},
+     "inputs.garment_mask", r"`inputs.garment_mask` is a 256x255 image; expected a mask of the size of `inputs.garment_image`, 256x256"),
+    ("garment mask all black", {"inputs": {**FULL, "garment_mask": b64(np.zeros((256, 256), np.uint8))}, "parameters": TRYON},
+     "inputs.garment_mask", r"is all black: it marks no garment"),
+    ("mask not an image", {"inputs": {**FULL, "person_mask": [[1, 0], [0, 1]]}, "parameters": TRYON}, "inputs.person_mask", r"got a list of 2 items"),
+    ("17 keypoints", {"inputs": {**FULL, "person_pose": [[10, 10]] * 17}, "parameters": TRYON}, "inputs.person_pose",
+     r"`inputs.person_pose`: an array of shape \(17, 2\); expected shape \(18, 2\) or \(18, 3\)"),
+    ("ragged garment pose", {"inputs": {**FULL, "garment_pose": [[10, 10]] * 17 + [[1]]}, "parameters": TRYON}, "inputs.garment_pose", r"not all numbers"),
+    ("OpenPose without people", {"inputs": {**FULL, "garment_pose": {"version": 1.3}}, "parameters": TRYON}, "inputs.garment_pose", r"'people' list"),
+    ("pose a number", {"inputs": {**FULL, "person_pose": 3}, "parameters": TRYON}, "inputs.person_pose", r"must be an OpenPose JSON object, an \(18, 2\|3\) list"),
+    ("a pose without a torso", {"inputs": {**FULL, "person_pose": _HEAD_ONLY}, "parameters": TRYON}, "inputs.person_pose",
+     r"`inputs.person_pose`: a pose of 1 points, of the torso's corners only none; expected both shoulders and both hips"),
+    ("garment photo with nobody, no pose", {"inputs": {"person_image": PERSON, "garment_image": b64(np.full((256, 256, 3), 255, np.uint8)), "person_pose": PPOSE},
+                                            "parameters": TRYON},
+     "inputs.garment_image", r"`inputs.garment_image`: the 256x256 garment photo, in which no person was found; expected .* Or send the pose as `inputs.garment_pose`"),
+    ("unknown mode", {"inputs": FULL, "parameters": {**TRYON, "mode": "canon"}}, "parameters.mode", r"must be one of \['keep', 'canonical'\], got the string 'canon'"),
+    ("mode a number", {"inputs": FULL, "parameters": {**TRYON, "mode": 1}}, "parameters.mode", r"got the number 1"),
+    ("unknown fill", {"inputs": FULL, "parameters": {**TRYON, "fill": "blur"}}, "parameters.fill",
+     r"^`parameters.fill` must be one of \['inpaint', 'generator', 'person'\], got the string 'blur'$"),
+    ("refine as text", {"inputs": FULL, "parameters": {**TRYON, "refine": "yes"}}, "parameters.refine", r"must be true or false, got the string 'yes'"),
+    ("refine as a number", {"inputs": FULL, "parameters": {**TRYON, "refine": 1}}, "parameters.refine", r"must be true or false, got the number 1"),
+    ("seam as text", {"inputs": FULL, "parameters": {**TRYON, "seam": "2"}}, "parameters.seam", r"whole number of pixels from 0 to 64 .*; got the string '2'"),
+    ("seam negative", {"inputs": FULL, "parameters": {**TRYON, "seam": -1}}, "parameters.seam", r"got the number -1"),
+    ("seam fractional", {"inputs": FULL, "parameters": {**TRYON, "seam": 2.5}}, "parameters.seam", r"got the number 2.5"),
+    ("seam too wide", {"inputs": FULL, "parameters": {**TRYON, "seam": 65}}, "parameters.seam", r"got the number 65"),
+    ("seam a boolean", {"inputs": FULL, "parameters": {**TRYON, "seam": True}}, "parameters.seam", r"got the boolean true"),
+    ("seam with canonical", {"inputs": FULL, "parameters": {**TRYON, "mode": "canonical", "seam": 2}}, "parameters.seam",
+     r"`parameters.seam` is only used with `parameters.mode` 'keep'; it has no effect with mode 'canonical'"),
+    ("fill with canonical", {"inputs": FULL, "parameters": {**TRYON, "mode": "canonical", "fill": "inpaint"}}, "parameters.fill", r"only used with `parameters.mode` 'keep'"),
+    ("restore_pose with keep", {"inputs": FULL, "parameters": {**TRYON, "restore_pose": False}}, "parameters.restore_pose",
+     r"`parameters.restore_pose` is only used with `parameters.mode` 'canonical'; it has no effect with mode 'keep'"),
+    ("restore_pose as text", {"inputs": FULL, "parameters": {**TRYON, "mode": "canonical", "restore_pose": "no"}}, "parameters.restore_pose", r"must be true or false"),
+    ("return_intermediates as text", {"inputs": FULL, "parameters": {**TRYON, "return_intermediates": "all"}}, "parameters.return_intermediates", r"must be true or false"),
+    ("image parameter on a try-on", {"inputs": FULL, "parameters": {**TRYON, "align_pose": True}}, "parameters.align_pose",
+     r"unknown parameter `parameters.align_pose` \(a parameter of task 'image'\) for task 'tryon'"),
+    ("try-on parameter on an image", {"inputs": {"reference_image": PERSON, "target_pose": PPOSE}, "parameters": {"mode": "keep"}}, "parameters.mode",
+     r"unknown parameter `parameters.mode` \(a parameter of task 'tryon'\) for task 'image'"),
+    ("stage the repository lacks", {"inputs": FULL, "parameters": {**TRYON, "resolution": 512}}, "parameters.resolution", r"one of \[64, 128, 256\]; got the number 512"),
+]
+
+
+@pytest.mark.parametrize("name, payload, field, message", BAD_TRYON, ids=[b[0] for b in BAD_TRYON])
+def test_bad_tryon_payload_is_an_error_object(tryon_serving, triple, name, payload, field, message):
+    t = triple
+    values = {PERSON: b64(t["person"]), GARMENT: b64(t["garment"]), PMASK: b64(t["person_mask"].astype(np.uint8) * 255),
+              GMASK: b64(t["garment_mask"].astype(np.uint8) * 255), PPOSE: t["person_keypoints"].tolist(), GPOSE: t["garment_keypoints"].tolist()}
+
+    def fill(value):
+        if isinstance(value, str) and value in values:
+            return values[value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    out, status = tryon_serving.run(fill(payload))
+    assert status == 400 and set(out) == {"error", "field"}, out
+    assert out["field"] == field, out
+    assert re.search(message, out["error"]), out["error"]

@@ -24,6 +24,22 @@ Request (``"task": "video"``)::
     -> {"video": "<base64 H.264 mp4>", "fps": 30.0, "num_frames": T, "poses": [[[x, y, c], ...18], ...T], "resolution": 256,
         "reference_pose": [[x, y, c], ...18]}   # only when a reference pose was used (retarget, or the model needs it)
 
+Request (``"task": "tryon"``, virtual try-on with `PGATTryOnPipeline`; the repository needs a ``flow/`` folder)::
+
+    {"inputs": {"person_image": "<base64 PNG/JPEG of the person to dress>",
+                "garment_image": "<base64 PNG/JPEG of someone wearing the garment>",
+                "person_mask": "<optional base64 PNG/JPEG, the person photo's size: white = the region of their own garment>",
+                "garment_mask": "<optional base64 PNG/JPEG, the garment photo's size: white = the garment>",
+                "person_pose": <optional, a pose (forms as target_pose) in the person photo's pixels>,
+                "garment_pose": <optional, the same for the garment photo's wearer>},
+     "parameters": {"task": "tryon", "mode": "keep", "fill": "inpaint", "refine": true, "seam": 2,
+                    "return_intermediates": false, "resolution": 256}}
+
+    -> {"image": "<base64 PNG, the person photo's size>", "mode": "keep", "resolution": 256,
+        "person_pose": [[x, y, c], ...18], "garment_pose": [[x, y, c], ...18],   # the poses used, in each photo's pixels
+        "intermediates": {"warped_garment": "<base64 PNG>", "garment_mask": "<base64 PNG>",   # only with
+                          "invented_mask": "<base64 PNG>"}}                                   # return_intermediates
+
 A bad request returns ``{"error": "<what was received, what is expected>", "field": "inputs.target_pose"}``
 (``field`` is a dotted path into the request, ``"body"`` for the request as a whole, `None` for a failure of
 the server itself); nothing raises out of ``__call__``.
@@ -46,6 +62,23 @@ Decisions, written down:
   kept. Requests run one at a time (memory stays that of one request).
 - Video ``retarget`` defaults to `True` as in `PGATVideoPipeline`; it needs the reference person's pose, from
   ``reference_pose`` or estimated from the reference image.
+- Try-on: the inputs are named as `PGATTryOnPipeline.__call__` names them (``person_image``, like the other tasks'
+  ``reference_image``); the parameters are its own (``mode`` ``"keep"`` | ``"canonical"``; ``fill`` ``"inpaint"`` |
+  ``"generator"`` | ``"person"``, ``refine``, ``seam`` for ``"keep"`` only; ``restore_pose`` for ``"canonical"`` only:
+  one sent with the other mode is an error). ``seam`` is 0 to ``MAX_SEAM`` (64) pixels (default: 2 per 256 of the
+  person photo's longer side). A mask is an image of its photo's size (white = inside, the brightest of its channels
+  after PIL's ``L`` conversion, as the pipeline reads it); an all-black ``garment_mask`` (no garment) is refused;
+  an absent mask is made by the pipeline from BlazePose's person mask. A pose not sent is estimated from its photo
+  (``PGAT_POSE_ESTIMATOR``), and a photo in which none is found is a 400 on that photo that says to send the pose.
+  The response always carries ``image``, the ``mode`` that made it, the ``resolution`` and both poses used;
+  ``"return_intermediates": true`` adds the pipeline's intermediates as PNGs: for ``"keep"`` the moved garment
+  (``warped_garment``, black outside it), where it was put (``garment_mask``) and what was invented
+  (``invented_mask``), in the person photo's frame; for ``"canonical"`` ``warped_garment``, ``garment_mask``,
+  ``canonical_person`` and ``canonical_garment``, in the model's square. The appearance-flow network is loaded on
+  the first try-on request and shared by every stage (each stage's try-on pipeline shares that stage's model with
+  the image task). A repository without ``flow/`` answers a try-on request with a 400 on ``parameters.task``
+  naming the missing folder (as a missing stage is a 400 on ``parameters.resolution``); a ``flow/`` folder that is
+  there but cannot be loaded is the server's failure (500).
 
 HTTP: `create_app` is a minimal Starlette app (``POST /`` and ``POST /predict`` run a request, ``GET /health``),
 run by ``pgat serve REPO``. It imports the repository's own ``handler.py`` by file path, as the Inference
@@ -83,16 +116,24 @@ MAX_FRAMES = 120
 MAX_BODY_BYTES = 64 * 1024 * 1024
 IMAGE_FORMATS = ("PNG", "JPEG")
 
-TASKS = ("image", "video")
+MAX_SEAM = 64
+
+TASKS = ("image", "video", "tryon")
 # required and optional keys of "inputs", and the parameters, of each task
 INPUTS = {
     "image": (("reference_image", "target_pose"), ("reference_pose",)),
     "video": (("reference_image", "pose_sequence"), ("reference_pose",)),
+    "tryon": (("person_image", "garment_image"), ("person_mask", "garment_mask", "person_pose", "garment_pose")),
 }
 PARAMETERS = {
     "image": ("task", "resolution", "align_pose"),
     "video": ("task", "resolution", "fps", "retarget", "smooth", "fill_missing"),
+    "tryon": ("task", "resolution", "mode", "fill", "refine", "seam", "restore_pose", "return_intermediates"),
 }
+# try-on parameters that only one mode uses (sent with the other mode, they are an error)
+TRYON_MODE_PARAMETERS = {"keep": ("fill", "refine", "seam"), "canonical": ("restore_pose",)}
+TRYON_INTERMEDIATES = {"keep": ("warped_garment", "garment_mask", "invented_mask"),
+                       "canonical": ("warped_garment", "garment_mask", "canonical_person", "canonical_garment")}
 POSE_FORMS = "an OpenPose JSON object, an (18, 2|3) list of [x, y(, confidence)] pixels, or a base64 PNG/JPEG image of someone in the pose"
 
 
@@ -209,6 +250,12 @@ _PIPELINE_FIELDS = {
     "reference_pose": "inputs.reference_pose",
     "pose_sequence": "inputs.pose_sequence",
     "fps": "parameters.fps",
+    "person_image": "inputs.person_image",
+    "garment_image": "inputs.garment_image",
+    "person_mask": "inputs.person_mask",
+    "garment_mask": "inputs.garment_mask",
+    "person_pose": "inputs.person_pose",
+    "garment_pose": "inputs.garment_pose",
 }
 
 
@@ -284,16 +331,20 @@ class PGATServing:
         self._estimator_spec = pose_estimator or os.environ.get("PGAT_POSE_ESTIMATOR") or "auto"
         self._estimator = None if isinstance(self._estimator_spec, str) else self._estimator_spec
         self._pipes: Dict[Tuple[str, int], Any] = {}
+        self._flow = None  # the try-on appearance-flow network, loaded on the first try-on request
         self._lock = threading.Lock()
         self.pipeline(self.stages[-1])  # a broken repository fails at start-up, and the first request is warm
 
     # ------------------------------------------------------------------------------------------
     def pipeline(self, resolution: int, task: str = "image"):
-        """The `PGATPipeline` (or `PGATVideoPipeline`, sharing its model) of one stage, loaded once."""
-        from .pipelines import PGATPipeline, PGATVideoPipeline
+        """The `PGATPipeline` (or `PGATVideoPipeline` / `PGATTryOnPipeline`, sharing its model) of one stage, loaded
+        once. The try-on pipeline's appearance-flow network (the repository's ``flow/`` folder) is loaded once for
+        every stage; a repository without one is a `PayloadError` on ``parameters.task``."""
+        from .pipelines import PGATPipeline, PGATTryOnPipeline, PGATVideoPipeline
 
         key = (task, resolution)
         if key not in self._pipes:
+            flow = self.flow() if task == "tryon" else None  # before loading a stage: a missing flow/ fails fast
             if ("image", resolution) not in self._pipes:
                 # poses reach the pipeline already resolved: it never estimates one behind the request's back
                 pipe = PGATPipeline.from_pretrained(self.path, resolution=resolution, pose_estimator=None).to(self.device)
@@ -303,7 +354,35 @@ class PGATServing:
                 video = PGATVideoPipeline(model=self._pipes[("image", resolution)].model, pose_estimator=None)
                 video.set_progress_bar_config(disable=True)
                 self._pipes[key] = video
+            if task == "tryon":
+                tryon = PGATTryOnPipeline(model=self._pipes[("image", resolution)].model, flow=flow, pose_estimator=None)
+                tryon.set_progress_bar_config(disable=True)
+                self._pipes[key] = tryon
         return self._pipes[key]
+
+    def flow(self):
+        """The repository's try-on `AppearanceFlowModel` (``flow/``), loaded once as `PGATTryOnPipeline.from_pretrained`
+        loads it."""
+        if self._flow is None:
+            from .hub import load_model_folder
+            from .models.flow import AppearanceFlowModel
+            from .pipelines.tryon import FLOW_FOLDER
+
+            folder = self.path / FLOW_FOLDER
+            if not (folder / "config.json").is_file():
+                served = [t for t in TASKS if t != "tryon"]
+                raise PayloadError(
+                    "parameters.task",
+                    f"`parameters.task` is 'tryon', and this repository ('{self.path}') has no {FLOW_FOLDER}/ folder ({FLOW_FOLDER}/config.json "
+                    f"and its weights: the try-on appearance-flow network that PGATTryOnPipeline loads); it serves the tasks {served}. "
+                    f"Train one into it with `accelerate launch train/flow.py --config flow-tryon-cpu --output_dir REPO`, or serve a repository that has one",
+                )
+            try:
+                flow = load_model_folder(folder, AppearanceFlowModel).eval()
+            except (ValueError, OSError) as e:  # a broken flow/ is the server's failure, not the request's
+                raise RuntimeError(f"the repository's {FLOW_FOLDER}/ folder cannot be loaded: {e}") from None
+            self._flow = flow.to(self.device)
+        return self._flow
 
     def estimate(self, image: Image.Image) -> np.ndarray:
         if self._estimator is None:
@@ -344,7 +423,8 @@ class PGATServing:
         if params is None:
             params = {}
         if not isinstance(inputs, dict):
-            raise PayloadError("inputs", f"`inputs` must be an object with \"reference_image\" and \"target_pose\" (or \"pose_sequence\"), got {_kind(inputs)}")
+            raise PayloadError("inputs", f"`inputs` must be an object with \"reference_image\" and \"target_pose\" (or \"pose_sequence\"; "
+                                         f"task \"tryon\": \"person_image\" and \"garment_image\"), got {_kind(inputs)}")
         if not isinstance(params, dict):
             raise PayloadError("parameters", f"`parameters` must be an object, got {_kind(params)}")
 
@@ -360,7 +440,9 @@ class PGATServing:
         required, optional = INPUTS[task]
         for key in inputs:
             if key not in required + optional:
-                raise PayloadError(f"inputs.{key}", f"unknown input `inputs.{key}` for task {task!r}; expected {list(required)} and optionally {list(optional)}")
+                other = [t for t in TASKS if t != task and key in sum(INPUTS[t], ())]
+                hint = f" (`inputs.{key}` is an input of task {other[0]!r})" if other else ""
+                raise PayloadError(f"inputs.{key}", f"unknown input `inputs.{key}` for task {task!r}; expected {list(required)} and optionally {list(optional)}{hint}")
         for key in required:
             if key not in inputs:
                 raise PayloadError(f"inputs.{key}", f"`inputs.{key}` is missing; task {task!r} needs {list(required)}")
@@ -369,6 +451,8 @@ class PGATServing:
             raise PayloadError("parameters.resolution", f"`parameters.resolution` must be a stage of this repository, one of {self.stages}; got {_kind(resolution)}")
 
         # 3. the reference image; then the task
+        if task == "tryon":
+            return self._tryon(inputs, params, resolution)
         reference = decode_image(inputs["reference_image"], "inputs.reference_image", self.max_image_side)
         if task == "video":
             return self._video(reference, inputs, params, resolution)
@@ -410,25 +494,32 @@ class PGATServing:
         model_text = model_needs if isinstance(model_needs, str) else "this model (it takes the reference person's own pose)"
         who = " and ".join(([needed_by] if needed_by else []) + ([model_text] if model_needs else []))
         if model_needs:
-            from .inputs import InputError, check_person, keypoint_array
-
-            try:
-                kps = keypoint_array(self.estimate(reference), "the pose estimator's output")
-            except FileNotFoundError as e:  # no estimator weights on this server
-                raise PayloadError(field, f"{who} needs the reference person's pose and `inputs.reference_pose` was not sent; this server has no pose "
-                                          f"estimator to read it from `inputs.reference_image` ({str(e).splitlines()[0]}); send `inputs.reference_pose`") from None
-            except ValueError as e:
-                raise PayloadError(field, f"{who} needs the reference person's pose and `inputs.reference_pose` was not sent; "
-                                          f"estimating it from `inputs.reference_image` failed: {e}") from None
-            try:
-                return check_person(kps, "inputs.reference_image", reference.size, who)  # in the reference image's pixels
-            except InputError as e:
-                raise InputError(e.argument, e.received, e.expected, hint=f"Or send the pose as `inputs.reference_pose` ({POSE_FORMS})") from None
+            lead = f"{who} needs the reference person's pose and `inputs.reference_pose` was not sent"
+            return self._estimate_checked(reference, "reference_pose", "reference_image", lead, who)  # in the reference image's pixels
         try:
             kps, frame = self._resolve(reference, field, parsed=True)
         except PayloadError as e:
             raise PayloadError(field, f"{needed_by} needs the reference person's pose and `inputs.reference_pose` was not sent; estimating it from `inputs.reference_image` failed: {e}") from None
         return _pipeline_pose(kps, frame)
+
+    def _estimate_checked(self, photo: Image.Image, name: str, photo_name: str, lead: str, needed_by: str, **check) -> np.ndarray:
+        """The pose of the person in ``inputs.<photo_name>``, estimated because ``inputs.<name>`` was not sent, and
+        checked to be a person (`pgat.inputs.check_person`); every failure says to send ``inputs.<name>``. ``lead``
+        opens the message (why the pose is needed)."""
+        from .inputs import InputError, check_person, keypoint_array
+
+        field = f"inputs.{name}"
+        try:
+            kps = keypoint_array(self.estimate(photo), "the pose estimator's output")
+        except FileNotFoundError as e:  # no estimator weights on this server
+            raise PayloadError(field, f"{lead}; this server has no pose estimator to read it from `inputs.{photo_name}` "
+                                      f"({str(e).splitlines()[0]}); send `{field}` ({POSE_FORMS})") from None
+        except ValueError as e:
+            raise PayloadError(field, f"{lead}; estimating it from `inputs.{photo_name}` failed: {e}") from None
+        try:
+            return check_person(kps, f"inputs.{photo_name}", photo.size, needed_by, **check)
+        except InputError as e:
+            raise InputError(e.argument, e.received, e.expected, hint=f"Or send the pose as `{field}` ({POSE_FORMS})") from None
 
     def _check_reference_person(self, reference: Image.Image) -> None:
         """When nothing needs the reference person's pose, the person is still needed: refuse a photo with nobody
@@ -497,6 +588,95 @@ class PGATServing:
         response = {"video": video, "fps": out.fps, "num_frames": len(out.frames), "poses": [keypoints_to_json(p) for p in out.poses], "resolution": resolution}
         if out.reference_pose is not None:
             response["reference_pose"] = keypoints_to_json(out.reference_pose)
+        return response
+
+
+    # ------------------------------------------------------------------------------------------
+    # try-on
+    # ------------------------------------------------------------------------------------------
+    def _choice(self, params: dict, key: str, default: str, choices: Tuple[str, ...]) -> str:
+        value = params.get(key, default)
+        if not isinstance(value, str) or value not in choices:
+            raise PayloadError(f"parameters.{key}", f"`parameters.{key}` must be one of {list(choices)}, got {_kind(value)}")
+        return value
+
+    def _tryon_parameters(self, params: dict) -> Tuple[str, Dict[str, Any], bool]:
+        """``(mode, the pipeline's keyword arguments of that mode, return_intermediates)``."""
+        from .pipelines.tryon import FILLS, MODES
+
+        mode = self._choice(params, "mode", "keep", MODES)
+        for other, keys in TRYON_MODE_PARAMETERS.items():
+            for key in keys:
+                if other != mode and key in params:
+                    raise PayloadError(f"parameters.{key}", f"`parameters.{key}` is only used with `parameters.mode` {other!r}; it has no effect with "
+                                                            f"mode {mode!r} (parameters of mode {mode!r}: {list(TRYON_MODE_PARAMETERS[mode])})")
+        if mode == "keep":
+            seam = params.get("seam")
+            if seam is not None and (isinstance(seam, bool) or not isinstance(seam, int) or not 0 <= seam <= MAX_SEAM):
+                raise PayloadError("parameters.seam", f"`parameters.seam` must be a whole number of pixels from 0 to {MAX_SEAM} (the width of the blend at "
+                                                      f"the edge of what changes), or null for the default (2 per 256 of the person photo's longer side); got {_kind(seam)}")
+            kwargs = dict(fill=self._choice(params, "fill", "inpaint", FILLS), refine=self._flag(params, "refine", True), seam=seam)
+        else:
+            kwargs = dict(restore_pose=self._flag(params, "restore_pose", True))
+        return mode, kwargs, self._flag(params, "return_intermediates", False)
+
+    def _mask(self, inputs: dict, name: str, photo_name: str, photo: Image.Image) -> Optional[Image.Image]:
+        if name not in inputs:
+            return None
+        field = f"inputs.{name}"
+        mask = decode_image(inputs[name], field, self.max_image_side)
+        if mask.size != photo.size:
+            raise PayloadError(field, f"`{field}` is a {mask.size[0]}x{mask.size[1]} image; expected a mask of the size of `inputs.{photo_name}`, "
+                                      f"{photo.size[0]}x{photo.size[1]} (width x height), white inside")
+        if name == "garment_mask" and not np.asarray(mask.convert("L")).any():
+            raise PayloadError(field, f"`{field}` is all black: it marks no garment; expected white where the garment is in `inputs.{photo_name}`")
+        return mask
+
+    def _photo_pose(self, inputs: dict, name: str, photo_name: str, photo: Image.Image, resolution: int):
+        """One photo's pose: ``(the form the pipeline takes, (18, 3) in the photo's pixels, estimated?)``."""
+        from .pose import Letterbox
+        from .pipelines.utils import pose_to_square
+
+        field, what = f"inputs.{name}", photo_name.replace("_image", " photo")
+        if name in inputs:
+            kps, frame = self._resolve(inputs[name], field)
+            pixels = kps
+            if frame is not None and tuple(frame) != photo.size:  # an OpenPose canvas: placed as the pipeline places it
+                box = Letterbox.fit(photo.size[0], photo.size[1], resolution)
+                pixels = box.keypoints_from_square(pose_to_square(kps, frame, box), strict=False)
+            return _pipeline_pose(kps, frame), pixels, False
+        kps = self._estimate_checked(photo, name, photo_name, f"`{field}` was not sent", "try-on", what=what)
+        return kps, kps, True
+
+    def _tryon(self, inputs: dict, params: dict, resolution: int) -> Dict[str, Any]:
+        from .inputs import InputError
+
+        self.flow()  # a repository without flow/ is refused before anything is decoded
+        mode, kwargs, intermediates = self._tryon_parameters(params)
+        photos = {name: decode_image(inputs[name], f"inputs.{name}", self.max_image_side) for name in ("person_image", "garment_image")}
+        masks = {f"{side}_mask": self._mask(inputs, f"{side}_mask", f"{side}_image", photos[f"{side}_image"]) for side in ("person", "garment")}
+        poses, pixels, estimated = {}, {}, set()
+        for side in ("person", "garment"):
+            name = f"{side}_pose"
+            poses[name], pixels[name], guessed = self._photo_pose(inputs, name, f"{side}_image", photos[f"{side}_image"], resolution)
+            if guessed:
+                estimated.add(name)
+        pipe = self.pipeline(resolution, "tryon")
+        try:
+            out = pipe(photos["person_image"], photos["garment_image"], **masks, **poses, mode=mode, **kwargs)
+        except InputError as e:
+            if e.argument in estimated:  # the pose the server estimated lacks the torso: the photo is at fault
+                photo = e.argument.replace("_pose", "_image")
+                size = "x".join(map(str, photos[photo].size))
+                raise InputError(f"inputs.{photo}", f"the {size} {photo.replace('_image', ' photo')}, in which the pose estimator found {e.received}",
+                                 e.expected, hint=f"Or send the pose as `inputs.{e.argument}` ({POSE_FORMS})") from None
+            raise payload_error(e, "inputs") from None
+        except (ValueError, FileNotFoundError) as e:
+            raise payload_error(e, "inputs") from None
+        response = {"image": encode_png(out.images[0]), "mode": out.mode, "resolution": resolution,
+                    "person_pose": keypoints_to_json(pixels["person_pose"]), "garment_pose": keypoints_to_json(pixels["garment_pose"])}
+        if intermediates:
+            response["intermediates"] = {name: encode_png(getattr(out, name)[0]) for name in TRYON_INTERMEDIATES[out.mode]}
         return response
 
 
