@@ -287,7 +287,7 @@ class PGATTryOnPipeline(PGATPipeline):
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(
                 f"the PGAT repository '{repo}' has no {FLOW_FOLDER}/ folder (the try-on appearance-flow network); "
-                f"train one into it with `accelerate launch train/flow.py --config flow-synth --output_dir {repo}`"
+                f"train one into it with `accelerate launch train/flow.py --config flow-tryon-cpu --output_dir {repo}`"
             )
         self.register_modules(flow=load_model_folder(folder, AppearanceFlowModel, torch_dtype=torch_dtype).eval())
 
