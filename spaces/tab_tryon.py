@@ -2,14 +2,15 @@
 (``api_name="tryon"``), with the intermediates of `PGATTryOnPipeline` in an accordion.
 
 ``method`` is the pipeline's ``mode``: ``"keep"`` (the default: the person photo's own pixels everywhere but the
-garment) or ``"canonical"`` (the paper's route through the canonical pose, every pixel redrawn). It is the last
-input, so API callers of the earlier four-input endpoint get the default.
+garment) or ``"canonical"`` (the paper's route through the canonical pose, every pixel redrawn). ``garment`` (the
+"Garment" radio) is the pipeline's ``category``: ``"upper_body"`` (the default), ``"lower_body"`` or ``"full_body"``.
+Each was added as the last input, so API callers of the earlier four- and five-input endpoints get the defaults.
 
 Both photos are `gr.ImageEditor` canvases: the photo is the background and what the user paints on it is the
 mask. ``mask_mode`` says explicitly which masks are used:
 
-- ``"automatic"``: BlazePose's person mask within the torso and arms of each photo (strokes are ignored, and
-  the notes say so when there are any);
+- ``"automatic"``: BlazePose's person mask within the torso and arms of each photo (the legs and hips for a
+  lower-body garment, all of them for a full-body one; strokes are ignored, and the notes say so when there are any);
 - ``"drawn"``: the painted strokes: on the person photo, the region the new garment covers; on the garment
   photo, the garment. Both must be painted.
 
@@ -34,8 +35,9 @@ from ui import EXAMPLES, Notes, Photo, PhotoEditor, examples_cache, launch, read
 # run outside the button's concurrency limit, so the limit alone does not cover them
 _BLAZEPOSE_LOCK = threading.Lock()
 
-MASK_MODES = [("Automatic (BlazePose person mask on torso and arms)", "automatic"), ("Drawn by hand on both photos", "drawn")]
+MASK_MODES = [("Automatic (BlazePose person mask on the garment's body parts)", "automatic"), ("Drawn by hand on both photos", "drawn")]
 METHODS = [("Keep the person (only the garment changes)", "keep"), ("Canonical pose (the paper's fig. 9; redraws everyone)", "canonical")]
+GARMENTS = [("Upper body", "upper_body"), ("Lower body", "lower_body"), ("Full body", "full_body")]
 
 
 def split_editor(value, label: str) -> Tuple[Image.Image, Optional[np.ndarray]]:
@@ -59,8 +61,9 @@ def split_editor(value, label: str) -> Tuple[Image.Image, Optional[np.ndarray]]:
 
 def make_tryon(models: Models):
     @readable
-    def tryon(person, garment, mask_mode: str = "automatic", resolution: Optional[int] = None, method: str = "keep"):
-        """Dress the person in the garment.
+    def tryon(person, garment, mask_mode: str = "automatic", resolution: Optional[int] = None, method: str = "keep",
+              category: str = "upper_body"):
+        """Dress the person in the garment (``category``: the top, the bottom garment or both of the garment photo).
 
         Returns ``(result PNG, first intermediate, second intermediate, warped garment, garment mask, notes)``: for
         the method "keep", what had to be invented and where the result is the person photo exactly; for
@@ -70,6 +73,8 @@ def make_tryon(models: Models):
             raise gr.Error(f"Mask mode must be one of {[v for _, v in MASK_MODES]}, got {mask_mode!r}.")
         if method not in [v for _, v in METHODS]:
             raise gr.Error(f"Method must be one of {[v for _, v in METHODS]}, got {method!r}.")
+        if category not in [v for _, v in GARMENTS]:
+            raise gr.Error(f"Garment must be one of {[v for _, v in GARMENTS]}, got {category!r}.")
         notes = Notes()
         person_photo, person_mask = split_editor(person, "person photo")
         garment_photo, garment_mask = split_editor(garment, "garment photo")
@@ -92,7 +97,7 @@ def make_tryon(models: Models):
         with _BLAZEPOSE_LOCK:
             out = pipe(
                 person_photo, garment_photo, person_mask=person_mask, garment_mask=garment_mask,
-                person_pose=person_pose, garment_pose=garment_pose, mode=method,
+                person_pose=person_pose, garment_pose=garment_pose, mode=method, category=category,
             )
         if out.mode == "keep":
             notes.info("Method: keep the person. Every pixel away from the garment is the person photo's own; "
@@ -120,7 +125,7 @@ def create_demo(models: Models) -> gr.Blocks:
     tryon = make_tryon(models)
     with gr.Blocks() as demo:
         gr.Markdown("For hand-drawn masks, paint on the photos: on the person, the region the new garment covers; "
-                    "on the garment photo, the garment. Automatic masks ignore the paint.")
+                    "on the garment photo, the garment (the one chosen under Garment). Automatic masks ignore the paint.")
         with gr.Row():
             person = _editor("Person photo")
             garment = _editor("Garment photo (someone wearing it)")
@@ -130,6 +135,7 @@ def create_demo(models: Models) -> gr.Blocks:
         with gr.Row():
             mask_mode = gr.Radio(MASK_MODES, value="automatic", label="Garment masks")
             method = gr.Radio(METHODS, value="keep", label="Method")
+            category = gr.Radio(GARMENTS, value="upper_body", label="Garment")
             resolution = resolution_dropdown(models)
         run = gr.Button("Try on", variant="primary")
         with gr.Accordion("Intermediates", open=False):
@@ -142,7 +148,7 @@ def create_demo(models: Models) -> gr.Blocks:
                 garment_mask = Photo(label="Where the garment was put", type="pil", format="png", interactive=False)
 
         outputs = [result, first, second, warped_garment, garment_mask, notes]
-        run.click(tryon, [person, garment, mask_mode, resolution, method], outputs, api_name="tryon", concurrency_limit=1)
+        run.click(tryon, [person, garment, mask_mode, resolution, method, category], outputs, api_name="tryon", concurrency_limit=1)
         gr.Examples(
             [
                 [str(EXAMPLES / "person-1.png"), str(EXAMPLES / "person-3.png"), "automatic"],

@@ -8,10 +8,16 @@ import torch.nn.functional as F
 
 from pgat.parts import (
     ARM_PARTS,
+    FULL_BODY_PARTS,
+    LEG_PARTS,
+    LOWER_BODY_PARTS,
     NUM_PARTS,
     PART_INDEX,
     PART_NAMES,
+    UPPER_BODY_PARTS,
+    WAIST,
     body_unit,
+    complete_legs,
     composite_grid,
     part_masks,
     part_transforms,
@@ -216,6 +222,83 @@ def test_masks_are_soft_follow_the_pose_and_scale_with_the_body():
     assert (part_masks(STANDING, 64, 128) - F.avg_pool2d(masks, 2)).abs().mean() < 0.02
 
 
+def test_garment_part_sets_of_the_body():
+    """A top is worn on the torso and arms, a bottom on the legs and the hips (the torso, cut at the waist in the
+    masks), a full-body garment on both."""
+    assert set(LEG_PARTS) == {"r_thigh", "r_shin", "l_thigh", "l_shin"}
+    assert set(LOWER_BODY_PARTS) == set(LEG_PARTS) | {"torso"}
+    assert set(FULL_BODY_PARTS) == set(UPPER_BODY_PARTS) | set(LOWER_BODY_PARTS) and len(FULL_BODY_PARTS) == len(set(FULL_BODY_PARTS))
+    assert 0.5 < WAIST < 1.0
+
+
+def test_the_waist_cuts_the_torso_and_legs_above_the_waist_line():
+    whole = part_masks(STANDING, 128)
+    cut = part_masks(STANDING, 128, waist=WAIST)
+    torso, thigh = PART_INDEX["torso"], PART_INDEX["r_thigh"]
+    neck_y, hip_y = float(STANDING[0, 1, 1]), float((STANDING[0, 8, 1] + STANDING[0, 11, 1]) / 2)
+    line = neck_y + WAIST * (hip_y - neck_y)  # an upright torso: the waist line is a row
+    ramp = 2.0  # the edge ramp, a couple of pixels at this size
+    above, below = torch.arange(128) < line - ramp, torch.arange(128) > line + ramp
+    for part in (torso, thigh):
+        assert cut[0, part][above].max() == 0, PART_NAMES[part]
+        torch.testing.assert_close(cut[0, part][below], whole[0, part][below])
+    assert whole[0, torso][above].max() == 1 and whole[0, thigh][above].max() > 0.5  # a thigh's rounded end reaches up
+    for name in ARM_PARTS + ("head",):  # the rest of the body is not cut
+        torch.testing.assert_close(cut[0, PART_INDEX[name]], whole[0, PART_INDEX[name]])
+    # the line follows the torso's axis: a body lying on its side is cut across, not by rows
+    turned = STANDING.flip(-1)  # (x, y) -> (y, x): the body lies along x
+    cut_t = part_masks(turned, 128, waist=WAIST)[0, torso]
+    torch.testing.assert_close(cut_t, cut[0, torso].T)
+
+
+def test_complete_legs_puts_missing_knees_and_ankles_where_straight_legs_have_them():
+    cropped = STANDING.clone()
+    cropped[0, [9, 10, 13]] = -1  # a photo cut at the thighs; the left ankle hidden, the left knee seen
+    done = complete_legs(cropped)
+    seen = (cropped >= 0).all(-1)[0]
+    torch.testing.assert_close(done[0, seen], cropped[0, seen])  # given joints are kept
+    unit = body_unit(cropped)[0]
+    down = (cropped[0, 8] + cropped[0, 11]) / 2 - cropped[0, 1]
+    down = down / down.norm()
+    torch.testing.assert_close(done[0, 9], cropped[0, 8] + 0.85 * unit * down)  # a thigh's length down the torso's axis
+    torch.testing.assert_close(done[0, 10], done[0, 9] + 0.82 * unit * down)  # then a shin's, on along the thigh
+    along = (cropped[0, 12] - cropped[0, 11]) / (cropped[0, 12] - cropped[0, 11]).norm()
+    torch.testing.assert_close(done[0, 13], cropped[0, 12] + 0.82 * unit * along)
+    # an ankle seen without its knee: the knee halfway
+    kneeless = STANDING.clone()
+    kneeless[0, 9] = -1
+    torch.testing.assert_close(complete_legs(kneeless)[0, 9], (STANDING[0, 8] + STANDING[0, 10]) / 2)
+    # now the thighs have parts: a transform and a mask
+    assert not part_transforms(cropped, cropped)[1][0, PART_INDEX["r_thigh"]]
+    assert part_transforms(done, done)[1][0, PART_INDEX["r_thigh"]] and part_masks(done, 128)[0, PART_INDEX["r_shin"]].max() == 1
+    # without both hips (or the neck) there is no leg to complete
+    hipless = cropped.clone()
+    hipless[0, 11] = -1
+    torch.testing.assert_close(complete_legs(hipless), hipless)
+
+
+def test_complete_legs_is_synthhumans_own_completion():
+    """SynthHumans draws a figure whole, completing missing joints from its proportions: `complete_legs` puts the
+    knees and ankles where it draws them (the body in a photo cut at the thighs goes on out of the frame)."""
+    import numpy as np
+
+    from pgat.data.synthetic import SynthHumans, _complete
+    from pgat.pose import visible
+
+    humans, checked = SynthHumans(128, split="test"), 0
+    for name in humans.pose_names[:120]:
+        kps = humans.pose(name)
+        if not visible(kps)[[1, 8, 11]].all():
+            continue
+        drawn = _complete(kps).points
+        done = complete_legs(torch.from_numpy(kps.astype(np.float32))[None])[0].numpy()
+        for j in (9, 10, 12, 13):
+            if not visible(kps)[j]:
+                np.testing.assert_allclose(done[j], drawn[j], atol=1e-3)
+                checked += 1
+    assert checked > 50
+
+
 def test_side_view_torso_falls_back_to_its_axis():
     side = STANDING.clone()
     side[0, [2, 5]] = torch.tensor([[64.0, 39.0], [64.5, 39.0]])  # shoulders on one point: a side view
@@ -279,6 +362,7 @@ def test_part_warp_baseline_moves_the_person_and_fills_the_background():
         (lambda: composite_grid(STANDING, STANDING, 8, parts=("tail",)), "unknown \\['tail'\\]"),
         (lambda: composite_grid(STANDING, STANDING, 8, in_front=("wing",)), "`in_front` must name .* unknown \\['wing'\\]"),
         (lambda: part_transforms(STANDING, STANDING, fit="cloth"), "`fit` must be one of \\('joints', 'body'\\), got 'cloth'"),
+        (lambda: complete_legs(STANDING[0]), r"`keypoints` must be a \(B, 18, 2\) tensor"),
     ],
 )
 def test_bad_inputs_name_the_argument(call, message):

@@ -556,6 +556,24 @@ def test_tryon_keep_is_the_pipelines_image_and_the_person_photo_away_from_the_ga
     assert (_pixels(other["image"]) != image).any()
 
 
+def test_tryon_category_reaches_the_pipeline(tryon_serving, tryon_pipes):
+    """``parameters.category``: a bottom garment, with its masks, is the pipeline's ``category="lower_body"`` to the
+    pixel, and not what the same request dresses as a top."""
+    from pgat.data import SynthHumansTryOn
+    from pgat.data.synthetic import BOTTOM
+
+    item = SynthHumansTryOn(256, split="test", length=4, category="lower_body")[1]
+    t = dict(item, person_mask=item["person_parsing"] == BOTTOM, garment_mask=item["garment_parsing"] == BOTTOM)
+    out, status = tryon_serving.run({"inputs": _tryon_inputs(t), "parameters": {"task": "tryon", "category": "lower_body"}})
+    assert status == 200, out
+    assert set(out) == {"image", "mode", "resolution", "person_pose", "garment_pose"}
+    direct = tryon_pipes(256)(t["person"], t["garment"], t["person_mask"], t["garment_mask"], t["person_keypoints"], t["garment_keypoints"],
+                              category="lower_body")
+    np.testing.assert_array_equal(_pixels(out["image"]), np.asarray(direct.images[0]))
+    top = tryon_serving({"inputs": _tryon_inputs(t), "parameters": {"task": "tryon", "category": "upper_body"}})
+    assert (_pixels(top["image"]) != _pixels(out["image"])).any()
+
+
 def test_tryon_canonical_mode_at_128_and_estimated_poses(tryon_serving, tryon_pipes, triple):
     """Mode "canonical" on the 128² stage; then a request without poses: BlazePose's poses, returned and used as the
     pipeline uses them. (The automatic masks are the pipeline's, tests/test_tryon.py; 3.5 s a photo here.)"""
@@ -666,6 +684,11 @@ BAD_TRYON = [
     ("mode a number", {"inputs": FULL, "parameters": {**TRYON, "mode": 1}}, "parameters.mode", r"got the number 1"),
     ("unknown fill", {"inputs": FULL, "parameters": {**TRYON, "fill": "blur"}}, "parameters.fill",
      r"^`parameters.fill` must be one of \['inpaint', 'generator', 'person'\], got the string 'blur'$"),
+    ("unknown category", {"inputs": FULL, "parameters": {**TRYON, "category": "shoes"}}, "parameters.category",
+     r"^`parameters.category` must be one of \['upper_body', 'lower_body', 'full_body'\], got the string 'shoes'$"),
+    ("category a number", {"inputs": FULL, "parameters": {**TRYON, "mode": "canonical", "category": 2}}, "parameters.category", r"got the number 2"),
+    ("category on an image", {"inputs": {"reference_image": PERSON, "target_pose": PPOSE}, "parameters": {"category": "lower_body"}}, "parameters.category",
+     r"unknown parameter `parameters.category` \(a parameter of task 'tryon'\) for task 'image'"),
     ("refine as text", {"inputs": FULL, "parameters": {**TRYON, "refine": "yes"}}, "parameters.refine", r"must be true or false, got the string 'yes'"),
     ("refine as a number", {"inputs": FULL, "parameters": {**TRYON, "refine": 1}}, "parameters.refine", r"must be true or false, got the number 1"),
     ("seam as text", {"inputs": FULL, "parameters": {**TRYON, "seam": "2"}}, "parameters.seam", r"whole number of pixels from 0 to 64 .*; got the string '2'"),

@@ -562,7 +562,7 @@ def space_modules(monkeypatch):
     import importlib
     import sys
 
-    names = ("model", "ui", "tab_pose_transfer", "tab_video")
+    names = ("model", "ui", "tab_pose_transfer", "tab_video", "tab_tryon")
     saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
     monkeypatch.syspath_prepend(str(REPO / "spaces"))
     try:
@@ -642,6 +642,66 @@ def test_pose_aware_model_in_the_tabs(space_modules, tmp_path):
     path, notes, reference_view = video(person, "zip", None, str(EXAMPLES / "workout_march.zip"), 0, 3, True, True, 64, str(tmp_path / "reference.json"))
     assert estimator.calls == calls + 1  # the file was used for retargeting and for the model
     np.testing.assert_array_equal(np.asarray(reference_view), np.asarray(draw_skeleton(Image.open(person), moved)))
+
+
+def test_tryon_tab_garment_is_the_last_input_and_the_pipelines_category(space_modules, tmp_path):
+    """The "Garment" radio (Upper body / Lower body / Full body) is the last input of the try-on button, so API
+    callers of the earlier inputs get "upper_body"; its value reaches the pipeline as ``category``."""
+    import gradio as gr
+
+    from pgat.data import SynthHumansTryOn
+    from pgat.data.synthetic import BOTTOM
+
+    tab = space_modules["tab_tryon"]
+    torch.manual_seed(0)
+    repo = tmp_path / "tiny"
+    flow = AppearanceFlowModel(block_out_channels=(4, 8, 16, 16), sample_size=64, canonical_pose=default_canonical_pose()).eval()
+    PGATTryOnPipeline(model=PGATModel(resolution=64, bottleneck_channels=16).eval(), flow=flow, pose_estimator=None).save_pretrained(repo)
+    models = space_modules["model"].Models(str(repo), device="cpu")
+    assert [v for _, v in tab.GARMENTS] == ["upper_body", "lower_body", "full_body"]
+    assert [label for label, _ in tab.GARMENTS] == ["Upper body", "Lower body", "Full body"]
+    demo = tab.create_demo(models)
+    config = demo.get_config_file()
+    (dep,) = [d for d in config["dependencies"] if d.get("api_name") == "tryon"]
+    by_id = {c["id"]: c for c in config["components"]}
+    labels = [by_id[i]["props"].get("label") for i in dep["inputs"]]
+    assert len(labels) == 6 and labels[-1] == "Garment"
+    assert labels[:3] == ["Person photo", "Garment photo (someone wearing it)", "Garment masks"] and labels[3].startswith("Resolution") and labels[4] == "Method"
+    assert by_id[dep["inputs"][-1]]["props"]["value"] == "upper_body"
+
+    item = SynthHumansTryOn(64, split="test", length=4, category="lower_body")[0]
+    poses = {}
+    for side in ("person", "garment"):
+        kps = np.concatenate([item[f"{side}_keypoints"], (item[f"{side}_keypoints"][:, :1] >= 0).astype(np.float32)], axis=1)
+        kps[kps[:, 0] < 0] = (-1, -1, 0)
+        poses[Image.fromarray(item[side]).tobytes()] = kps
+
+    class Estimator:
+        def __call__(self, image, return_all=False):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(num_people=1, keypoints=poses[image.convert("RGB").tobytes()])
+
+    models.people_counter = lambda: space_modules["model"].PeopleCounter(Estimator(), threading.Lock())
+
+    def editor(side):
+        mask = item[f"{side}_parsing"] == BOTTOM
+        layer = np.zeros((64, 64, 4), np.uint8)
+        layer[mask] = (255, 45, 135, 255)
+        return {"background": Image.fromarray(item[side]).convert("RGBA"), "layers": [Image.fromarray(layer, "RGBA")], "composite": None}
+
+    tryon = tab.make_tryon(models)
+    out = tryon(editor("person"), editor("garment"), "drawn", 64, "keep", "lower_body")
+    pipe = models.tryon(64, None)
+    direct = pipe(item["person"], item["garment"], item["person_parsing"] == BOTTOM, item["garment_parsing"] == BOTTOM,
+                  poses[Image.fromarray(item["person"]).tobytes()], poses[Image.fromarray(item["garment"]).tobytes()], category="lower_body")
+    np.testing.assert_array_equal(np.asarray(out[0]), np.asarray(direct.images[0]))
+    # without the last input: a top, as before
+    top = tryon(editor("person"), editor("garment"), "drawn", 64, "keep")
+    np.testing.assert_array_equal(np.asarray(top[0]), np.asarray(tryon(editor("person"), editor("garment"), "drawn", 64, "keep", "upper_body")[0]))
+    assert (np.asarray(top[0]) != np.asarray(out[0])).any()
+    with pytest.raises(gr.Error, match=r"Garment must be one of \['upper_body', 'lower_body', 'full_body'\], got 'hat'"):
+        tryon(editor("person"), editor("garment"), "drawn", 64, "keep", "hat")
 
 
 def test_video_stops_at_the_next_frame_once_its_client_is_gone(space_modules, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,11 +17,24 @@ from safetensors.torch import load_file
 
 from pgat import PGATModel, PGATPipeline, PGATTryOnPipeline
 from pgat.cli import main as cli_main
-from pgat.data.synthetic import TOP, SynthHumans
+from pgat.data.synthetic import BOTTOM, SKIN, TOP, SynthHumans
 from pgat.models import AppearanceFlowModel, warp
 from pgat.models.flow import CANONICAL_POSE_SOURCE, default_canonical_pose, mask_iou
 from pgat.data.synthetic import SynthHumansTryOn
-from pgat.pipelines.tryon import default_seam, move_garment, transfer_mask, upper_body_region
+from pgat.parts import LEG_PARTS, PART_INDEX, WAIST, complete_legs, composite_grid, part_masks, part_transforms
+from pgat.pipelines.tryon import (
+    CATEGORIES,
+    arm_cores,
+    category_region,
+    default_seam,
+    garment_grid,
+    limb_cores,
+    move_garment,
+    sample_garment,
+    skin_colour,
+    transfer_mask,
+    upper_body_region,
+)
 from pgat.pose import read_deepfashion_annotations, write_openpose_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -609,3 +623,265 @@ def test_embedded_model_keep_mode_beats_both_baselines_on_ground_truth():
     for base in ("person_unchanged", "unwarped_paste"):
         assert model["ssim_region"] > rows[base]["ssim_region"] + 0.05, (base, rows)
     assert model["outside_equal"] > 0.99
+
+
+# ---------------------------------------------------------------------------------------------
+# garment categories: tops, bottoms, both
+# ---------------------------------------------------------------------------------------------
+
+CATEGORY_LABELS = {"upper_body": (TOP,), "lower_body": (BOTTOM,), "full_body": (TOP, BOTTOM)}
+
+
+@pytest.fixture(scope="module")
+def category_triples():
+    return {c: SynthHumansTryOn(resolution=64, split="test", length=8, category=c) for c in CATEGORIES}
+
+
+def _category_inputs(item, category):
+    labels = CATEGORY_LABELS[category]
+    return (item["person"], item["garment"], np.isin(item["person_parsing"], labels), np.isin(item["garment_parsing"], labels),
+            item["person_keypoints"], item["garment_keypoints"])
+
+
+def _to_t(image):
+    return torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def test_categories_and_a_bad_one_named(tiny_pipe, triples):
+    from pgat.data.synthetic import TRYON_CATEGORIES
+    from pgat.inputs import InputError
+
+    assert CATEGORIES == ("upper_body", "lower_body", "full_body") == TRYON_CATEGORIES
+    person, garment, pm, gm, pk, gk = _keep_inputs(triples[0])
+    for bad in ("shoes", "Upper_Body", None, 1):
+        with pytest.raises(InputError, match=rf"^`category`: {re.escape(repr(bad))}; expected one of 'upper_body', 'lower_body', 'full_body'$"):
+            tiny_pipe(person, garment, pm, gm, pk, gk, category=bad)
+        with pytest.raises(InputError, match="`category`"):
+            tiny_pipe(person, garment, pm, gm, pk, gk, mode="canonical", category=bad)
+
+
+def test_upper_body_is_the_default_and_ignores_the_legs(tiny_pipe, triples):
+    """``category="upper_body"`` is the call without it, to the byte; and a top never reads the leg joints (no leg
+    completion): the same output with the knees and ankles of both poses removed."""
+    for i in range(3):
+        person, garment, pm, gm, pk, gk = _keep_inputs(triples[i])
+        default = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np")
+        upper = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np", category="upper_body")
+        for name in ("images", "warped_garment", "garment_mask", "invented_mask"):
+            np.testing.assert_array_equal(getattr(default, name), getattr(upper, name), err_msg=name)
+        legless_p, legless_g = pk.copy(), gk.copy()
+        legless_p[[9, 10, 12, 13]] = -1
+        legless_g[[9, 10, 12, 13]] = -1
+        legless = tiny_pipe(person, garment, pm, gm, legless_p, legless_g, output_type="np")
+        np.testing.assert_array_equal(legless.images, default.images)
+    canonical = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np", mode="canonical")
+    np.testing.assert_array_equal(canonical.images, tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np", mode="canonical", category="upper_body").images)
+
+
+@pytest.mark.parametrize("category", ["lower_body", "full_body"])
+def test_keep_mode_moves_the_categorys_garment_and_keeps_every_other_pixel(tiny_pipe, category_triples, category):
+    """A bottom (or a whole outfit) moved by the legs' and hips' parts: outside the old and the new garment grown by
+    the seam the person photo to the bit (for a bottom: their own top too), inside the garment photo's pixels moved
+    by the category's parts (`garment_grid(category=)`), not the top's."""
+    seam = default_seam((64, 64))
+    changed_legs = 0
+    for i in range(4):
+        item = category_triples[category][i]
+        person, garment, pm, gm, pk, gk = _category_inputs(item, category)
+        out = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np", category=category)
+        image = (out.images[0] * 255).round().astype(np.uint8)
+        new = out.garment_mask[0][..., 0] > 0.5
+        away = ~_dilate(pm | new, seam)
+        np.testing.assert_array_equal(image[away], person[away])
+        if category == "lower_body":  # the person's own top stays, but where the new bottom lands on it
+            top = (item["person_parsing"] == TOP) & away
+            assert top.sum() > 20
+        grid, coverage = garment_grid(gk, pk, (64, 64), (64, 64), category)
+        moved, alpha = sample_garment(_to_t(garment), torch.from_numpy(gm).float()[None, None], grid, coverage)
+        core = ~_dilate(~new, seam) & (alpha[0, 0].numpy() > 0.99)
+        expected = (moved[0].permute(1, 2, 0).numpy() + 1) * 127.5
+        assert core.sum() > 10
+        assert np.abs(image[core].astype(float) - expected[core]).max() <= 1.0  # an untrained flow: the part warp's pixels
+        legs = part_masks(complete_legs(torch.from_numpy(pk)[None]), 64, margin=-0.05)[0, [PART_INDEX[p] for p in LEG_PARTS]].amax(0).numpy() > 0.5
+        changed_legs += int((new & legs).sum())
+        # the top's parts alone would not have moved the legs
+        _, top_only = garment_grid(gk, pk, (64, 64), (64, 64), "upper_body")
+        assert (coverage[0, 0].numpy() > 0.5).sum() > (top_only[0, 0].numpy() > 0.5).sum()
+    assert changed_legs > 100
+
+
+def test_full_body_is_the_union_of_upper_and_lower_body(category_triples):
+    item = category_triples["full_body"][0]
+    pk, gk = item["person_keypoints"], item["garment_keypoints"]
+    grids = {c: garment_grid(gk, pk, (64, 64), (64, 64), c) for c in CATEGORIES}
+    torch.testing.assert_close(grids["full_body"][1], torch.maximum(grids["upper_body"][1], grids["lower_body"][1]))
+    # where no leg reaches, the full body is the top's warp (the arms in front of the torso), to the float
+    legs = part_masks(complete_legs(torch.from_numpy(pk)[None]), 64)[0, [PART_INDEX[p] for p in LEG_PARTS]].amax(0) == 0
+    torch.testing.assert_close(grids["full_body"][0][0][legs], grids["upper_body"][0][0][legs], atol=0, rtol=0)
+    for c in ("lower_body", "full_body"):
+        region = category_region(pk, 64, 64, c)
+        assert region.sum() > 0
+    upper, lower, full = (category_region(pk, 64, 64, c) for c in CATEGORIES)
+    torch.testing.assert_close(full, torch.maximum(upper, torch.maximum(lower, full)))  # full covers both
+    assert ((upper + lower) > 0).float().le(full).all()
+    torch.testing.assert_close(upper, upper_body_region(pk, 64, 64))
+
+
+# a standing person in a 128 square, arms down
+_STANDING = np.array([[64, 22], [64, 38], [52, 39], [48, 58], [46, 76], [76, 39], [80, 58], [82, 76],
+                      [56, 74], [55, 98], [55, 120], [72, 74], [73, 98], [73, 120], [61, 19], [67, 19], [58, 21], [70, 21]], np.float32)
+
+
+def _winner(grid, kps_from, kps_to, part, x, y):
+    """Whether ``grid`` at pixel (x, y) reads through ``part``'s transform (target ``kps_to`` -> reference ``kps_from``)."""
+    theta = part_transforms(torch.from_numpy(kps_to)[None], torch.from_numpy(kps_from)[None], fit="body")[0][0, PART_INDEX[part]]
+    q = theta[:, :2] @ torch.tensor([float(x), float(y)]) + theta[:, 2]
+    return bool(torch.allclose(grid[0, y, x], (2 * q + 1) / 128 - 1, atol=1e-4))
+
+
+def test_in_front_follows_the_category():
+    """A bottom: a thigh's top, inside the torso's box at the hip, follows the thigh (the legs are in front). A full
+    outfit: there the torso's box wins (it carries the top's hem), and a forearm lying on the thigh follows the arm."""
+    person = _STANDING.copy()
+    person[4] = (56, 86)  # the right forearm down along the right thigh
+    garment = person.copy()
+    garment[[9, 10, 12, 13]] += (6.0, 0.0)  # the wearer's legs apart: every leg part moves otherwise than the torso
+    garment[4] += (-4.0, 3.0)  # and the forearm otherwise than both
+    lower, _ = garment_grid(garment, person, (128, 128), (128, 128), "lower_body")
+    full, _ = garment_grid(garment, person, (128, 128), (128, 128), "full_body")
+    # just below the right hip on the thigh's axis: inside the torso's box and the thigh's core
+    x, y = 56, 75
+    masks = part_masks(torch.from_numpy(person)[None], 128)[0]
+    assert masks[PART_INDEX["torso"], y, x] == 1 and masks[PART_INDEX["r_thigh"], y, x] == 1
+    assert _winner(lower, garment, person, "r_thigh", x, y) and not _winner(lower, garment, person, "torso", x, y)
+    assert _winner(full, garment, person, "torso", x, y)
+    # on the forearm, over the thigh (below the torso's box)
+    x, y = 56, 84
+    assert masks[PART_INDEX["r_forearm"], y, x] == 1 and masks[PART_INDEX["r_thigh"], y, x] == 1 and masks[PART_INDEX["torso"], y, x] == 0
+    assert _winner(full, garment, person, "r_forearm", x, y)
+    assert _winner(lower, garment, person, "r_thigh", x, y)  # a bottom has no arm parts: the thigh
+
+
+def test_automatic_masks_follow_the_category(tiny_pipe, category_triples, monkeypatch):
+    """No masks given: the person mask (BlazePose, here a stand-in that finds the whole figure) within the
+    category's parts. A bottom's stops at the waist: the person's chest is kept; a top's does not reach the shins."""
+    from types import SimpleNamespace
+
+    import pgat.pose_estimation
+
+    item = category_triples["lower_body"][1]
+    person, garment, _, _, pk, gk = _category_inputs(item, "lower_body")
+    figure = {person.tobytes(): item["person_parsing"] > 0, garment.tobytes(): item["garment_parsing"] > 0}
+    monkeypatch.setattr(pgat.pose_estimation, "estimate",
+                        lambda image, backend=None, return_mask=False: SimpleNamespace(mask=figure[np.asarray(image).tobytes()].astype(np.float32)))
+    kps = torch.from_numpy(pk)[None]
+    neck, hip = pk[1], (pk[8] + pk[11]) / 2
+    seam = default_seam((64, 64))
+    for category in CATEGORIES:
+        region = category_region(pk, 64, 64, category).numpy() > 0.5
+        out = tiny_pipe(person, garment, person_pose=pk, garment_pose=gk, output_type="np", category=category)
+        image = (out.images[0] * 255).round().astype(np.uint8)
+        new = out.garment_mask[0][..., 0] > 0.5
+        away = ~_dilate((region & (item["person_parsing"] > 0)) | new, seam)
+        np.testing.assert_array_equal(image[away], person[away])
+        chest = (int(round(neck[1] + 0.3 * (hip[1] - neck[1]))), int(round(neck[0])))
+        shin = complete_legs(kps)[0, 9:11].mean(0).round().long().tolist()[::-1]
+        if category == "lower_body":
+            assert not region[chest] and region[tuple(shin)]
+            assert not _dilate(region, seam)[chest]
+            np.testing.assert_array_equal(image[chest], person[chest])
+        elif category == "upper_body":
+            assert region[chest] and not region[tuple(shin)]
+        else:
+            assert region[chest] and region[tuple(shin)]
+    # the waist line: the lower body's region is empty above it, along the torso's axis
+    lower = category_region(pk, 64, 64, "lower_body").numpy() > 0.5
+    ys, xs = np.nonzero(lower)
+    axis = (hip - neck) / np.linalg.norm(hip - neck)
+    depth = ((np.stack([xs, ys], 1) - neck) @ axis) / np.linalg.norm(hip - neck)
+    assert depth.min() > WAIST - 0.1
+
+
+def test_limb_cores_and_bare_legs_painted_in_skin(tiny_pipe, category_triples):
+    """The bare limbs under a garment: arms for a top, legs for a bottom, both for a full outfit. Trousers swapped
+    for shorts or a skirt: the shins they uncover are painted in the person's skin colour."""
+    pk = category_triples["lower_body"][0]["person_keypoints"]
+    arms, legs, both = (limb_cores(pk, (64, 64), c) for c in CATEGORIES)
+    torch.testing.assert_close(arms, arm_cores(pk, (64, 64)))
+    assert legs.sum() > 0 and (legs * arms).sum() < legs.sum()
+    torch.testing.assert_close(both, torch.maximum(arms, legs))
+    found = 0
+    for i in range(len(category_triples["lower_body"])):
+        item = category_triples["lower_body"][i]
+        person, garment, pm, gm, pk, gk = _category_inputs(item, "lower_body")
+        out = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np", category="lower_body")
+        hole = out.invented_mask[0][..., 0] > 0.5
+        bare = hole & (limb_cores(pk, (64, 64), "lower_body").numpy() > 0.5) & (item["ground_truth_parsing"] == SKIN)
+        bare &= ~_dilate(~hole, default_seam((64, 64)))
+        if bare.sum() < 5:
+            continue
+        skin = skin_colour(_to_t(person), torch.from_numpy(pm).float(), pk)
+        expected = (skin.numpy() + 1) / 2
+        assert np.abs(out.images[0][bare] - expected).max() < 2 / 255
+        found += 1
+    assert found >= 1
+
+
+def test_cropped_photos_have_their_legs_completed(category_triples):
+    """Photos cut at the thighs (knees out of the frame, half of DeepFashion's poses): the legs are completed, so
+    the person's bottom garment lies within the parts that move the new one."""
+    covered = total = without = 0
+    for i in range(8):
+        item = category_triples["lower_body"][i]
+        pk, gk = item["person_keypoints"], item["garment_keypoints"]
+        if (pk[[9, 12]] >= 0).all():
+            continue
+        bottom = item["person_parsing"] == BOTTOM
+        _, coverage = garment_grid(gk, pk, (64, 64), (64, 64), "lower_body")
+        covered += int((bottom & (coverage[0, 0].numpy() > 0.5)).sum())
+        total += int(bottom.sum())
+        raw = composite_grid(torch.from_numpy(gk)[None], torch.from_numpy(pk)[None], 64, parts=("torso",) + LEG_PARTS, fit="body")[1]
+        without += int((bottom & (raw.amax(1)[0].numpy() > 0.5)).sum())
+    assert total > 100
+    assert covered > 0.95 * total and without < 0.8 * covered
+
+
+def test_cli_tryon_category(tiny_pipe, tmp_path, category_triples, capsys):
+    repo = tmp_path / "repo"
+    tiny_pipe.save_pretrained(repo)
+    person, garment, pm, gm, pk, gk = _category_inputs(category_triples["lower_body"][2], "lower_body")
+    Image.fromarray(person).save(tmp_path / "person.png"), Image.fromarray(garment).save(tmp_path / "garment.png")
+    Image.fromarray(pm.astype(np.uint8) * 255).save(tmp_path / "pm.png")
+    Image.fromarray(gm.astype(np.uint8) * 255).save(tmp_path / "gm.png")
+    write_openpose_json(pk, tmp_path / "pk.json"), write_openpose_json(gk, tmp_path / "gk.json")
+    args = ["tryon", str(tmp_path / "person.png"), str(tmp_path / "garment.png"), "--model", str(repo), "--person-mask", str(tmp_path / "pm.png"),
+            "--garment-mask", str(tmp_path / "gm.png"), "--person-pose", str(tmp_path / "pk.json"), "--garment-pose", str(tmp_path / "gk.json")]
+    assert cli_main([*args, "-o", str(tmp_path / "lower.png"), "--category", "lower_body"]) == 0
+    assert cli_main([*args, "-o", str(tmp_path / "upper.png")]) == 0
+    lower = np.asarray(Image.open(tmp_path / "lower.png"))
+    np.testing.assert_array_equal(lower, np.asarray(tiny_pipe(person, garment, pm, gm, pk, gk, category="lower_body").images[0]))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "upper.png")), np.asarray(tiny_pipe(person, garment, pm, gm, pk, gk).images[0]))
+    assert (lower != np.asarray(Image.open(tmp_path / "upper.png"))).any()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli_main([*args, "-o", str(tmp_path / "bad.png"), "--category", "shoes"])
+    assert "--category: invalid choice: 'shoes'" in capsys.readouterr().err and not (tmp_path / "bad.png").exists()
+
+
+def test_canonical_mode_carries_the_categorys_masks(tiny_pipe, category_triples):
+    """The paper's route with a bottom garment: its masks are carried to the canonical pose by the legs' and hips'
+    parts, so what is pasted there lies on the canonical legs and hips, where a top's never does."""
+    item = category_triples["lower_body"][0]
+    person, garment, pm, gm, pk, gk = _category_inputs(item, "lower_body")
+    canonical = tiny_pipe.canonical_keypoints()
+    kps = torch.from_numpy(canonical)[None]
+    lower = part_masks(kps, 64)[0, [PART_INDEX[p] for p in ("torso",) + LEG_PARTS]].amax(0).numpy() > 0
+    masks = part_masks(kps, 64)[0]
+    upper = masks[[PART_INDEX[p] for p in ("torso", "r_upper_arm", "r_forearm", "l_upper_arm", "l_forearm")]].amax(0).numpy() > 0
+    legs = (masks[[PART_INDEX[p] for p in LEG_PARTS]].amax(0).numpy() > 0.5) & ~upper  # the legs, away from a top's parts
+    pasted = {}
+    for category in ("lower_body", "upper_body"):
+        out = tiny_pipe(person, garment, pm, gm, pk, gk, output_type="np", mode="canonical", restore_pose=False, category=category)
+        pasted[category] = out.garment_mask[0][..., 0] > 0.5
+    assert pasted["lower_body"].sum() > 30 and (pasted["lower_body"] & ~lower).sum() == 0
+    assert (pasted["lower_body"] & legs).sum() > 10 and (pasted["upper_body"] & legs).sum() == 0

@@ -10,11 +10,12 @@ import torch
 from scipy.ndimage import binary_dilation
 
 from pgat.cli import main as cli_main
-from pgat.data import TOP_FIELDS, Identity, SynthHumans, SynthHumansTryOn, render_person, wear_top
-from pgat.data.synthetic import BOTTOM, TOP
+from pgat.data import BOTTOM_FIELDS, TOP_FIELDS, TRYON_CATEGORIES, Identity, SynthHumans, SynthHumansTryOn, render_person, wear, wear_bottom, wear_top
+from pgat.data.synthetic import BOTTOM, SHOES, TOP
 from pgat.evaluation import (
     PSNR_CAP,
     PipelineTryOn,
+    category_mask,
     evaluate_tryon,
     garment_region,
     seam_width,
@@ -30,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 EMBEDDED = REPO / "weights" / "pgat-synth-256"
 # the top, as the brief of the try-on task names it: every other Identity field is the wearer's
 BRIEF_TOP_FIELDS = {"sleeves", "top_front", "top_back", "top_length", "print_kind", "print_text", "print_shape", "print_color"}
+# the bottom garment: its kind (trousers, shorts, skirt), pattern and length; the shoes stay the wearer's
+BRIEF_BOTTOM_FIELDS = {"bottom", "bottom_pattern", "bottom_length"}
 SQUARE = np.ones((3, 3), bool)
 
 
@@ -172,6 +175,133 @@ def test_bottom_pattern_stays_put_under_a_new_top(triples, items):
 
 
 # ---------------------------------------------------------------------------------------------
+# other garments: bottoms and whole outfits
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def category_items():
+    return {c: [SynthHumansTryOn(resolution=128, split="test", seed=0, length=12, category=c)[i] for i in range(12)] for c in TRYON_CATEGORIES}
+
+
+def test_bottom_fields_and_wear_bottom():
+    assert TRYON_CATEGORIES == ("upper_body", "lower_body", "full_body")
+    assert set(BOTTOM_FIELDS) == BRIEF_BOTTOM_FIELDS and not set(BOTTOM_FIELDS) & set(TOP_FIELDS)
+    a, b = Identity.sample(1), Identity.sample(3)
+    assert a.bottom_start is None and b.bottom_start is None
+    for category, swapped in (("lower_body", BRIEF_BOTTOM_FIELDS), ("full_body", BRIEF_BOTTOM_FIELDS | BRIEF_TOP_FIELDS)):
+        worn = wear(a, b, category)
+        for f in dataclasses.fields(Identity):
+            want = getattr(b, f.name) if f.name in swapped else getattr(a, f.name)
+            if f.name == "bottom_start":
+                want = b.top_length  # the bottom's pattern sits where it sat on the garment's wearer
+            assert getattr(worn, f.name) == want, (category, f.name)
+    assert wear_bottom(a, b) == wear(a, b, "lower_body") and wear_top(a, b) == wear(a, b, "upper_body")
+    with pytest.raises(ValueError, match=r"`category` must be one of \['upper_body', 'lower_body', 'full_body'\], got 'shoes'"):
+        wear(a, b, "shoes")
+    with pytest.raises(ValueError, match="`category`"):
+        SynthHumansTryOn(64, category="hat")
+
+
+def test_upper_body_items_are_the_default_items(items, category_items):
+    """``category="upper_body"`` is the class without a category, to the byte (every key, value and dtype)."""
+    assert "category='upper_body'" in repr(SynthHumansTryOn(64)) and SynthHumansTryOn(64).category == "upper_body"
+    for it, same in zip(items, category_items["upper_body"]):
+        assert set(it) == set(same)
+        for key, value in it.items():
+            if isinstance(value, np.ndarray):
+                assert value.dtype == same[key].dtype and np.array_equal(value, same[key]), key
+            else:
+                assert value == same[key], key
+
+
+@pytest.mark.parametrize("category", ["lower_body", "full_body"])
+def test_category_triples_are_renders_of_the_identities(triples, category_items, category):
+    humans = triples.humans
+    swapped = BOTTOM_FIELDS if category == "lower_body" else TOP_FIELDS + BOTTOM_FIELDS
+    for it in category_items[category][:4]:
+        a, b = Identity.sample(it["person_identity"]), Identity.sample(it["garment_identity"])
+        pa, pb = humans.pose(it["person_pose"]), humans.pose(it["garment_pose"])
+        assert np.array_equal(it["person"], render_person(a, pa, 128)["image"])
+        assert np.array_equal(it["garment"], render_person(b, pb, 128)["image"])
+        assert any(getattr(a, f) != getattr(b, f) for f in swapped)
+        # the answer from the garment's side: B with everything that is not the category's garment A's
+        body = {f.name: getattr(a, f.name) for f in dataclasses.fields(Identity) if f.name not in swapped}
+        body["bottom_start"] = b.top_length  # the bottom's pattern where it sits on B: starting at B's own hem
+        truth = render_person(dataclasses.replace(b, **body), pa, 128)
+        assert np.array_equal(it["ground_truth"], truth["image"]) and np.array_equal(it["ground_truth_parsing"], truth["parsing"])
+
+
+@pytest.mark.parametrize("category", ["lower_body", "full_body"])
+def test_ground_truth_changes_only_the_category_region(category_items, category):
+    """The docstring's guarantee for bottoms and outfits: what differs from the person photo lies in the two garments
+    (the category's labels) and the ankles' band where shoes show under shorts and skirts, but for ~1-px rims."""
+    outside_grown = off_grown = off_without_shoes = changed = region_px = 0
+    for it in category_items[category]:
+        region = garment_region(it["person_parsing"], it["ground_truth_parsing"], category)
+        labels = (BOTTOM,) if category == "lower_body" else (TOP, BOTTOM)
+        assert np.array_equal(region, np.isin(it["person_parsing"], labels) | np.isin(it["ground_truth_parsing"], labels))
+        shoes = (it["person_parsing"] == SHOES) | (it["ground_truth_parsing"] == SHOES)
+        diff = (it["person"] != it["ground_truth"]).any(-1)
+        grown = binary_dilation(region | shoes, SQUARE)
+        outside_grown += (~grown).sum()
+        off_grown += (diff & ~grown).sum()
+        off_without_shoes += (diff & ~binary_dilation(region, SQUARE)).sum()
+        changed += (diff & region).sum()
+        region_px += region.sum()
+    assert off_grown < 0.001 * outside_grown
+    assert off_without_shoes > off_grown  # the shoe band is needed: trousers cover the ankle, shorts show the shoe's top
+    assert changed > 0.9 * region_px
+
+
+def test_evaluate_tryon_scores_the_categorys_garment(category_items):
+    items = category_items["lower_body"]
+    triples = SynthHumansTryOn(resolution=128, split="test", seed=0, length=12, category="lower_body")
+    fake = Recorder(items, lambda it: it["ground_truth"])
+    results = evaluate_tryon(fake, triples, num_triples=4, name="oracle", progress=False)  # the triples' category
+    assert results["oracle"]["ssim_region"] == pytest.approx(1.0, abs=1e-6) and results["oracle"]["l1_region"] == 0
+    for (pm, gm, _, _), it in zip(fake.calls, items):
+        assert np.array_equal(pm > 0, it["person_parsing"] == BOTTOM) and np.array_equal(gm > 0, it["garment_parsing"] == BOTTOM)
+    # the baselines: the person as it is, the garment photo's bottom pasted at its own pixels
+    it = items[0]
+    region = garment_region(it["person_parsing"], it["ground_truth_parsing"], "lower_body")
+    paste = unwarped_paste(it["person"], it["garment"], category_mask(it["garment_parsing"], "lower_body"))
+    expected = tryon_scores(paste, it["ground_truth"], it["person"], region, seam_width(128))
+    one = evaluate_tryon(None, triples, num_triples=1, progress=False)
+    assert one["unwarped_paste"]["ssim_region"] == pytest.approx(expected["ssim_region"])
+    assert one["person_unchanged"]["outside_equal"] == 1.0 and one["person_unchanged"]["ssim_region"] < 0.6
+    # a category the triples do not swap, or a try-on of another category, is an error
+    with pytest.raises(ValueError, match="the triples swap 'lower_body'"):
+        evaluate_tryon(fake, triples, num_triples=1, category="upper_body", progress=False)
+
+    class Pipe:
+        def __init__(self):
+            self.kwargs = []
+
+        def __call__(self, person_image, garment_image, person_mask=None, garment_mask=None, person_pose=None, garment_pose=None,
+                     mode="keep", output_type="pil", category="upper_body", refine=True):
+            self.kwargs.append(dict(mode=mode, category=category, refine=refine))
+            from types import SimpleNamespace
+
+            return SimpleNamespace(images=[np.zeros(person_image.shape, np.float32)], mode=mode)
+
+    pipe = Pipe()
+    with pytest.raises(ValueError, match="`tryon` dresses 'upper_body' garments and the triples swap 'lower_body'"):
+        evaluate_tryon(PipelineTryOn(pipe, "keep"), triples, num_triples=1, progress=False)
+    evaluate_tryon(PipelineTryOn(pipe, "keep", category="lower_body", refine=False), triples, num_triples=2, progress=False)
+    assert pipe.kwargs == [dict(mode="keep", category="lower_body", refine=False)] * 2
+    PipelineTryOn(pipe)(it["person"], it["garment"], None, None, None, None)
+    assert pipe.kwargs[-1]["category"] == "upper_body"  # the default is not even passed
+    with pytest.raises(ValueError, match="`category`='full_body' needs a PGATTryOnPipeline with a `category` argument"):
+        class Tops:
+            def __call__(self, person_image, garment_image, person_mask=None, garment_mask=None, person_pose=None, garment_pose=None, output_type="pil"):
+                raise AssertionError("not called")
+        PipelineTryOn(Tops(), category="full_body")
+    table = tryon_markdown_table(results, "oracle", category="lower_body")
+    assert "Region: the person's bottom garment ∪ the ground truth's bottom garment." in table
+
+
+# ---------------------------------------------------------------------------------------------
 # scores
 # ---------------------------------------------------------------------------------------------
 
@@ -311,6 +441,30 @@ def test_cli_evaluate_tryon(tmp_path, capsys):
     assert "--update-card" in capsys.readouterr().err
     assert cli_main(["evaluate", "--model", str(EMBEDDED), "--mode", "keep"]) == 2
     assert "--task tryon" in capsys.readouterr().err
+
+
+def test_cli_evaluate_tryon_category(tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = cli_main(["evaluate", "--task", "tryon", "--model", str(EMBEDDED), "--category", "lower_body", "--resolution", "128",
+                   "--num-pairs", "2", "--out", str(out)])
+    assert rc == 0
+    record = json.loads((out / "evaluation-tryon-lower-body.json").read_text())
+    assert record["category"] == "lower_body" and record["mode"] == "keep" and not (out / "evaluation-tryon.json").exists()
+    assert set(record["rows"]) == {"pgat_keep", "person_unchanged", "unwarped_paste"}
+    # the rows are those of the Python API on the lower-body triples
+    from pgat import PGATTryOnPipeline
+
+    pipe = PGATTryOnPipeline.from_pretrained(EMBEDDED, resolution=128, pose_estimator=None)
+    triples = SynthHumansTryOn(resolution=128, split="test", seed=0, length=2, category="lower_body")
+    api = evaluate_tryon(PipelineTryOn(pipe, None, category="lower_body"), triples, 2, name="pgat_keep", progress=False)
+    for row, values in api.items():
+        assert record["rows"][row] == pytest.approx(values), row
+    table = (out / "evaluation-tryon-lower-body.md").read_text()
+    assert "lower body garments" in table and "the person's bottom garment ∪ the ground truth's bottom garment" in table
+    assert cli_main(["evaluate", "--model", str(EMBEDDED), "--category", "lower_body"]) == 2
+    assert "--category` is an option of `--task tryon`" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["evaluate", "--task", "tryon", "--model", str(EMBEDDED), "--category", "hat"])
 
 
 @pytest.mark.slow

@@ -27,7 +27,12 @@ outside it beyond a seam band (`tryon_scores`), beside two baselines:
 - ``"person_unchanged"``: the person photo returned as it is;
 - ``"unwarped_paste"``: the garment photo's top pixels pasted at the same pixel positions on the person photo.
 
-Written as ``evaluation-tryon.json`` (+ ``.jsonl``) and ``evaluation-tryon.md``.
+``--category lower_body`` / ``full_body`` (``category=``) scores the triples that swap the bottom garment or both
+(`SynthHumansTryOn(category=)`) the same way, with the category's garment everywhere the top is above (its parsing
+labels: ``"bottom"``, or ``"top"`` and ``"bottom"``).
+
+Written as ``evaluation-tryon.json`` (+ ``.jsonl``) and ``evaluation-tryon.md``; the other categories as
+``evaluation-tryon-lower-body.*`` and ``evaluation-tryon-full-body.*``.
 """
 
 from __future__ import annotations
@@ -281,20 +286,33 @@ def seam_width(resolution: int) -> int:
     return max(1, round(SEAM_AT_256 * resolution / 256))
 
 
-def garment_region(person_parsing, ground_truth_parsing):
+def garment_region(person_parsing, ground_truth_parsing, category: str = "upper_body"):
     """The garment region of a try-on triple, ``(H, W)`` bool: the union of the person's own top and the ground
     truth's top (``"top"`` label of each parsing), every pixel try-on must change or may change. Sleeves and top
-    length decide which pixels are skin or bottom garment, so neither top alone is the region."""
+    length decide which pixels are skin or bottom garment, so neither top alone is the region. Another ``category``
+    takes its own garment's labels (`pgat.data.synthetic.CATEGORY_LABELS`: ``"bottom"``; ``"top"`` and ``"bottom"``)."""
+    return category_mask(person_parsing, category) | category_mask(ground_truth_parsing, category)
+
+
+def category_mask(parsing, category: str = "upper_body"):
+    """``(H, W)`` bool: the pixels of a SynthHumans parsing that are the garment of ``category`` (its labels,
+    `pgat.data.synthetic.CATEGORY_LABELS`)."""
     import numpy as np
 
-    from .data.synthetic import TOP
+    from .data.synthetic import CATEGORY_LABELS, TOP, TRYON_CATEGORIES
 
-    return (np.asarray(person_parsing) == TOP) | (np.asarray(ground_truth_parsing) == TOP)
+    if category not in TRYON_CATEGORIES:
+        raise ValueError(f"`category` must be one of {list(TRYON_CATEGORIES)}, got {category!r}")
+    parsing = np.asarray(parsing)
+    if category == "upper_body":
+        return parsing == TOP
+    return np.isin(parsing, CATEGORY_LABELS[category])
 
 
 def unwarped_paste(person, garment, garment_mask):
-    """The unwarped-paste baseline: the garment photo's top pixels pasted at the same pixel positions on the
-    person photo, no warp; every other pixel the person's (uint8 ``(H, W, 3)``)."""
+    """The unwarped-paste baseline: the garment photo's garment pixels (``garment_mask``: its top, or the garment
+    of the category scored) pasted at the same pixel positions on the person photo, no warp; every other pixel the
+    person's (uint8 ``(H, W, 3)``)."""
     import numpy as np
 
     m = np.asarray(garment_mask).astype(bool)[..., None]
@@ -344,27 +362,41 @@ class PipelineTryOn:
         mode (`str`, *optional*): ``"keep"`` or ``"canonical"``, passed as the pipeline's ``mode=`` argument;
             the pipeline's own default when omitted. A pipeline without a ``mode`` argument always goes through
             the canonical pose: ``"canonical"`` then runs it as it is, ``"keep"`` is an error.
+        category (`str`, *optional*, defaults to ``"upper_body"``): the pipeline's ``category=`` (the garment it
+            is given masks of); only passed when it is not the default, and then the pipeline must take it.
+        options (*optional*): more keyword arguments of the pipeline (e.g. ``refine=False``).
 
     Attributes:
         mode (`str` or `None`): the mode the outputs were made in (the output's ``mode`` when the pipeline reports one).
+        category (`str`): the garment category it dresses.
     """
 
-    def __init__(self, pipe, mode: Optional[str] = None):
+    def __init__(self, pipe, mode: Optional[str] = None, category: str = "upper_body", **options):
         import inspect
+
+        from .data.synthetic import TRYON_CATEGORIES
 
         if mode is not None and mode not in TRYON_MODES:
             raise ValueError(f"`mode` must be one of {TRYON_MODES} or None, got {mode!r}")
+        if category not in TRYON_CATEGORIES:
+            raise ValueError(f"`category` must be one of {list(TRYON_CATEGORIES)}, got {category!r}")
         self.pipe = pipe
-        self.takes_mode = "mode" in inspect.signature(pipe.__call__).parameters
+        parameters = inspect.signature(pipe.__call__).parameters
+        self.takes_mode = "mode" in parameters
         if mode == "keep" and not self.takes_mode:
             raise ValueError("`mode`='keep' needs a PGATTryOnPipeline with a `mode` argument; this one always goes through the canonical pose (mode='canonical')")
+        if category != "upper_body" and "category" not in parameters:
+            raise ValueError(f"`category`={category!r} needs a PGATTryOnPipeline with a `category` argument; this one dresses tops only")
         self.requested = mode
         self.mode = mode if (mode is not None or self.takes_mode) else "canonical"
+        self.category = category
+        self.options = dict(options, category=category) if category != "upper_body" else dict(options)
 
     def __call__(self, person, garment, person_mask, garment_mask, person_keypoints, garment_keypoints):
         import numpy as np
 
         options = {"mode": self.requested} if (self.requested is not None and self.takes_mode) else {}
+        options.update(self.options)
         out = self.pipe(
             person, garment, person_mask=person_mask, garment_mask=garment_mask,
             person_pose=person_keypoints, garment_pose=garment_keypoints, output_type="np", **options,
@@ -382,20 +414,25 @@ def evaluate_tryon(
     baselines: bool = True,
     seam: Optional[int] = None,
     progress: bool = True,
+    category: Optional[str] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Try-on metrics (`tryon_scores`) of ``tryon`` and of the two baselines over the first ``num_triples`` triples.
 
     Args:
         tryon: any callable ``(person, garment, person_mask, garment_mask, person_keypoints, garment_keypoints) ->
             output``: uint8 ``(R, R, 3)`` photos, the masks uint8 ``(R, R)`` 0/255 (the person's own ``"top"`` and
-            the garment photo's ``"top"`` parsing labels), the keypoints float ``(18, 2)`` pixels (-1 missing, as
-            drawn); the output uint8 ``(R, R, 3)``. `PipelineTryOn` adapts a `PGATTryOnPipeline`; ``None`` scores
-            the baselines only.
+            the garment photo's ``"top"`` parsing labels; the category's garment for another ``category``), the
+            keypoints float ``(18, 2)`` pixels (-1 missing, as drawn); the output uint8 ``(R, R, 3)``.
+            `PipelineTryOn` adapts a `PGATTryOnPipeline`; ``None`` scores the baselines only.
         triples: try-on triples with the items of `pgat.data.SynthHumansTryOn`.
         name (`str`, *optional*, defaults to ``"model"``): the row of ``tryon``.
         baselines (`bool`, *optional*, defaults to `True`): add the rows ``"person_unchanged"`` (the person photo
             as it is) and ``"unwarped_paste"`` (`unwarped_paste`).
         seam (`int`, *optional*): the seam band in px; `seam_width` of the resolution when omitted.
+        category (`str`, *optional*): the garment scored, ``"upper_body"``, ``"lower_body"`` or ``"full_body"``:
+            the masks ``tryon`` gets, the pasted garment and the region are its parsing labels (`category_mask`,
+            `garment_region`). Defaults to the triples' own (``triples.category``, else ``"upper_body"``); another
+            than the triples' or than ``tryon``'s own ``category`` (a `PipelineTryOn`'s) is an error.
 
     Returns:
         ``{row: {metric: value, "num_triples": n}}``: every metric the mean over triples, but ``outside_max_diff``,
@@ -404,8 +441,12 @@ def evaluate_tryon(
     import numpy as np
     from tqdm.auto import tqdm
 
-    from .data.synthetic import TOP
-
+    own = getattr(triples, "category", "upper_body")
+    category = own if category is None else category
+    if category != own:
+        raise ValueError(f"`category` is {category!r} but the triples swap {own!r} garments; make them with SynthHumansTryOn(category={category!r})")
+    if tryon is not None and getattr(tryon, "category", category) != category:
+        raise ValueError(f"`tryon` dresses {tryon.category!r} garments and the triples swap {category!r} ones; build it with category={category!r}")
     n = len(triples) if num_triples is None else min(num_triples, len(triples))
     if n < 1:
         raise ValueError(f"`triples` has none to evaluate (len {len(triples)}, num_triples {num_triples})")
@@ -418,9 +459,9 @@ def evaluate_tryon(
         person, garment, truth = item["person"], item["garment"], item["ground_truth"]
         r = person.shape[0]
         seam_px = seam_width(r) if seam is None else int(seam)
-        person_mask = (item["person_parsing"] == TOP).astype(np.uint8) * 255
-        garment_mask = (item["garment_parsing"] == TOP).astype(np.uint8) * 255
-        region = garment_region(item["person_parsing"], item["ground_truth_parsing"])
+        person_mask = category_mask(item["person_parsing"], category).astype(np.uint8) * 255
+        garment_mask = category_mask(item["garment_parsing"], category).astype(np.uint8) * 255
+        region = garment_region(item["person_parsing"], item["ground_truth_parsing"], category)
         outputs = {}
         if tryon is not None:
             out = tryon(person, garment, person_mask, garment_mask, item["person_keypoints"], item["garment_keypoints"])
@@ -455,9 +496,13 @@ def tryon_gaps(results: Dict[str, Dict[str, float]], model: str) -> Dict[str, Di
     return gaps
 
 
-def tryon_markdown_table(results: Dict[str, Dict[str, float]], model: Optional[str] = None, title: str = "") -> str:
+CATEGORY_GARMENTS = {"upper_body": "top", "lower_body": "bottom garment", "full_body": "top and bottom garment"}
+
+
+def tryon_markdown_table(results: Dict[str, Dict[str, float]], model: Optional[str] = None, title: str = "",
+                         category: str = "upper_body") -> str:
     """Rows: the model (``model``), the person-unchanged and unwarped-paste baselines, and the gap the model closes
-    over each (`tryon_gaps`)."""
+    over each (`tryon_gaps`). ``category`` names the garment of the region in the footnote."""
     lines = [f"**{title}**", ""] if title else []
     lines += ["| | " + " | ".join(TRYON_METRICS) + " |", "|---|" + "---|" * len(TRYON_METRICS)]
     for key, row in results.items():
@@ -469,7 +514,8 @@ def tryon_markdown_table(results: Dict[str, Dict[str, float]], model: Optional[s
             cells = [("n/a" if gap[m] != gap[m] else f"{gap[m]:.2f}") if m in gap else "" for m in TRYON_METRICS]
             lines.append(f"| gap closed over {base.replace('_', '-')} (model − baseline) / (best − baseline) | " + " | ".join(cells) + " |")
     n = next(iter(results.values()))["num_triples"]
-    lines += ["", f"{n} triples. Region: the person's top ∪ the ground truth's top. Outside: beyond the region grown by the seam band."]
+    garment = CATEGORY_GARMENTS[category]
+    lines += ["", f"{n} triples. Region: the person's {garment} ∪ the ground truth's {garment}. Outside: beyond the region grown by the seam band."]
     return "\n".join(lines) + "\n"
 
 
@@ -495,6 +541,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return _cmd_evaluate_tryon(args)
     if args.mode is not None:
         raise ValueError("`--mode` is an option of `--task tryon`; the pose-transfer evaluation has no mode")
+    if args.category is not None:
+        raise ValueError("`--category` is an option of `--task tryon`; the pose-transfer evaluation has no garment category")
     metrics = [m.strip() for m in (args.metrics or ",".join(DEFAULT_METRICS)).split(",") if m.strip()]
     model = load_stage_model(args.model, args.resolution)
     resolution = model.config.resolution
@@ -530,27 +578,35 @@ def _cmd_evaluate_tryon(args: argparse.Namespace) -> int:
     pipe = PGATTryOnPipeline.from_pretrained(args.model, resolution=args.resolution, pose_estimator=None)
     if args.device:
         pipe.to(args.device)
-    tryon = PipelineTryOn(pipe, args.mode)
+    category = args.category or "upper_body"
+    tryon = PipelineTryOn(pipe, args.mode, category=category)
     resolution = pipe.resolution
-    triples = SynthHumansTryOn(resolution=resolution, split="test", seed=args.seed, length=args.num_pairs)
+    triples = SynthHumansTryOn(resolution=resolution, split="test", seed=args.seed, length=args.num_pairs, category=category)
     t0 = time.perf_counter()
-    results = evaluate_tryon(tryon, triples, args.num_pairs, name="model", baselines=not args.no_baseline)
+    results = evaluate_tryon(tryon, triples, args.num_pairs, name="model", baselines=not args.no_baseline, category=category)
     seconds = time.perf_counter() - t0
     row = f"pgat_{tryon.mode or 'default'}"  # the model's row is named by the mode it ran in
     results = {(row if k == "model" else k): v for k, v in results.items()}
     gaps = tryon_gaps(results, row)
     record = {
-        "task": "tryon", "model": str(args.model), "mode": tryon.mode, "stage": stage_folder(resolution), "resolution": resolution,
-        "dataset": "synthhumans-tryon", "seed": args.seed, "seam_px": seam_width(resolution), "seconds": seconds,
+        "task": "tryon", "model": str(args.model), "mode": tryon.mode, "category": category, "stage": stage_folder(resolution),
+        "resolution": resolution, "dataset": "synthhumans-tryon", "seed": args.seed, "seam_px": seam_width(resolution), "seconds": seconds,
         "rows": results, "gap_closed": gaps,
     }
+    what = "" if category == "upper_body" else f", {category.replace('_', ' ')} garments"
     table = tryon_markdown_table(
-        results, row, f"{args.model} · {stage_folder(resolution)} · try-on, SynthHumans test triples (seed {args.seed}, seam {seam_width(resolution)} px)"
+        results, row, f"{args.model} · {stage_folder(resolution)} · try-on{what}, SynthHumans test triples (seed {args.seed}, seam {seam_width(resolution)} px)",
+        category=category,
     )
     print(table)
     if args.out:
-        write_results(args.out, "evaluation-tryon", record, table)
+        write_results(args.out, tryon_results_stem(category), record, table)
     return 0
+
+
+def tryon_results_stem(category: str = "upper_body") -> str:
+    """The file stem of a try-on evaluation: ``evaluation-tryon`` (tops), ``evaluation-tryon-lower-body``, ``-full-body``."""
+    return "evaluation-tryon" if category == "upper_body" else f"evaluation-tryon-{category.replace('_', '-')}"
 
 
 def register_evaluate(sub) -> None:
@@ -569,6 +625,9 @@ def register_evaluate(sub) -> None:
                    help="pose-transfer (default): the model stage on pairs; tryon: the try-on pipeline (needs the repository's flow/)")
     p.add_argument("--mode", choices=list(TRYON_MODES), default=None,
                    help="--task tryon: the try-on pipeline's mode (default: the pipeline's own)")
+    p.add_argument("--category", choices=["upper_body", "lower_body", "full_body"], default=None,
+                   help="--task tryon: the garment swapped and scored: upper_body (tops, default), lower_body (trousers, shorts, skirts) or "
+                        "full_body (both); written as evaluation-tryon.* for upper_body, evaluation-tryon-lower-body.* / -full-body.* otherwise")
     p.add_argument("--model", required=True, help="a model repository folder or Hub id")
     p.add_argument("--resolution", type=int, default=None, help="the stage to evaluate (default: the highest present)")
     p.add_argument("--dataset", default="synthhumans", help="'synthhumans' (its test split) or a pair-format folder")

@@ -32,8 +32,11 @@ Request (``"task": "tryon"``, virtual try-on with `PGATTryOnPipeline`; the repos
                 "garment_mask": "<optional base64 PNG/JPEG, the garment photo's size: white = the garment>",
                 "person_pose": <optional, a pose (forms as target_pose) in the person photo's pixels>,
                 "garment_pose": <optional, the same for the garment photo's wearer>},
-     "parameters": {"task": "tryon", "mode": "keep", "fill": "inpaint", "refine": true, "seam": 2,
+     "parameters": {"task": "tryon", "mode": "keep", "category": "upper_body", "fill": "inpaint", "refine": true, "seam": 2,
                     "return_intermediates": false, "resolution": 256}}
+
+    # "category": the garment taken from the garment photo: "upper_body" (a top, the default), "lower_body"
+    # (trousers, shorts, a skirt) or "full_body" (both), in either mode; masks sent must mark that garment.
 
     -> {"image": "<base64 PNG, the person photo's size>", "mode": "keep", "resolution": 256,
         "person_pose": [[x, y, c], ...18], "garment_pose": [[x, y, c], ...18],   # the poses used, in each photo's pixels
@@ -128,7 +131,7 @@ INPUTS = {
 PARAMETERS = {
     "image": ("task", "resolution", "align_pose"),
     "video": ("task", "resolution", "fps", "retarget", "smooth", "fill_missing"),
-    "tryon": ("task", "resolution", "mode", "fill", "refine", "seam", "restore_pose", "return_intermediates"),
+    "tryon": ("task", "resolution", "mode", "category", "fill", "refine", "seam", "restore_pose", "return_intermediates"),
 }
 # try-on parameters that only one mode uses (sent with the other mode, they are an error)
 TRYON_MODE_PARAMETERS = {"keep": ("fill", "refine", "seam"), "canonical": ("restore_pose",)}
@@ -602,9 +605,10 @@ class PGATServing:
 
     def _tryon_parameters(self, params: dict) -> Tuple[str, Dict[str, Any], bool]:
         """``(mode, the pipeline's keyword arguments of that mode, return_intermediates)``."""
-        from .pipelines.tryon import FILLS, MODES
+        from .pipelines.tryon import CATEGORIES, FILLS, MODES
 
         mode = self._choice(params, "mode", "keep", MODES)
+        category = self._choice(params, "category", "upper_body", CATEGORIES)
         for other, keys in TRYON_MODE_PARAMETERS.items():
             for key in keys:
                 if other != mode and key in params:
@@ -618,6 +622,7 @@ class PGATServing:
             kwargs = dict(fill=self._choice(params, "fill", "inpaint", FILLS), refine=self._flag(params, "refine", True), seam=seam)
         else:
             kwargs = dict(restore_pose=self._flag(params, "restore_pose", True))
+        kwargs["category"] = category
         return mode, kwargs, self._flag(params, "return_intermediates", False)
 
     def _mask(self, inputs: dict, name: str, photo_name: str, photo: Image.Image) -> Optional[Image.Image]:

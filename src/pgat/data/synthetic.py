@@ -31,7 +31,8 @@ DeepFashion person id, so train and test never share a pose; identities are numb
 
 Virtual try-on (`SynthHumansTryOn`): a person, a photo of another identity of the same split in another pose,
 and the exact ground truth, the person in their own pose wearing the other's top (`wear_top`: the
-`TOP_FIELDS` of the other identity, everything else the person's).
+`TOP_FIELDS` of the other identity, everything else the person's), bottom (``category="lower_body"``,
+`wear_bottom`, `BOTTOM_FIELDS`) or both (``"full_body"``).
 """
 
 from __future__ import annotations
@@ -1127,22 +1128,65 @@ def wear_top(person: Identity, garment: Identity) -> Identity:
     return replace(person, bottom_start=start, **{name: getattr(garment, name) for name in TOP_FIELDS})
 
 
+# The `Identity` fields that make up the bottom garment (trousers, shorts or a skirt, its pattern and length). The
+# shoes stay the wearer's.
+BOTTOM_FIELDS: Tuple[str, ...] = ("bottom", "bottom_pattern", "bottom_length")
+# try-on garment categories (as `PGATTryOnPipeline`'s ``category``): what `SynthHumansTryOn` swaps
+TRYON_CATEGORIES: Tuple[str, ...] = ("upper_body", "lower_body", "full_body")
+CATEGORY_FIELDS: Dict[str, Tuple[str, ...]] = {"upper_body": TOP_FIELDS, "lower_body": BOTTOM_FIELDS, "full_body": TOP_FIELDS + BOTTOM_FIELDS}
+# the parsing labels of each category's garment: the try-on region is these labels in the person and in the answer
+CATEGORY_LABELS: Dict[str, Tuple[int, ...]] = {"upper_body": (TOP,), "lower_body": (BOTTOM,), "full_body": (TOP, BOTTOM)}
+
+
+def wear_bottom(person: Identity, garment: Identity) -> Identity:
+    """``person`` wearing ``garment``'s bottom garment: every field of `BOTTOM_FIELDS` taken from ``garment``, the rest
+    (the top, the shoes) from ``person``.
+
+    The bottom's pattern sits on the body where it sat on ``garment`` (``bottom_start`` pinned to the garment
+    wearer's own hem): trousers are the same trousers at the same height of the hips, and ``person``'s top covers as
+    much of them as it covered of their own. So what the garment photo shows below its hem is what the answer shows
+    there, and a try-on that moves it by the body gets it right; where ``person``'s top is shorter than the
+    wearer's, the answer shows trousers the garment photo hides.
+    """
+    start = garment.top_length if garment.bottom_start is None else garment.bottom_start
+    return replace(person, bottom_start=start, **{name: getattr(garment, name) for name in BOTTOM_FIELDS})
+
+
+def wear(person: Identity, garment: Identity, category: str = "upper_body") -> Identity:
+    """``person`` wearing ``garment``'s garment of ``category``: `wear_top` (``"upper_body"``), `wear_bottom`
+    (``"lower_body"``), or both (``"full_body"``: the bottom's pattern where it sits on ``garment``)."""
+    if category not in TRYON_CATEGORIES:
+        raise ValueError(f"`category` must be one of {list(TRYON_CATEGORIES)}, got {category!r}")
+    if category == "upper_body":
+        return wear_top(person, garment)
+    if category == "lower_body":
+        return wear_bottom(person, garment)
+    return wear_bottom(wear_top(person, garment), garment)
+
+
 class SynthHumansTryOn:
-    r"""Virtual try-on triples of SynthHumans: ``ds[i]`` is a person, a photo of someone else's top, and the exact
-    ground truth, the person in their own pose wearing that top.
+    r"""Virtual try-on triples of SynthHumans: ``ds[i]`` is a person, a photo of someone else's garment, and the
+    exact ground truth, the person in their own pose wearing that garment: their top (``category="upper_body"``, the
+    default), their bottom garment (``"lower_body"``) or both (``"full_body"``).
 
     Each triple draws, from the split's own identities and pose pool (those of `SynthHumans` with the same
     ``split`` and ``seed``): the person ``A`` (identity `SynthHumans.identity` ``(i)``) in pose ``pa``, another identity
-    ``B`` in pose ``pb`` (the garment photo), and renders ``wear_top(A, B)`` in ``pa`` (the ground truth). The two
-    poses are two different poses of the pool, drawn independently (any facing: a garment seen from behind is part
-    of the task). A draw is replaced (deterministically, by the next draw of the triple's own stream) when the two
-    tops are identical or when either photo does not show both shoulders and both hips (as drawn, see
-    `render_person`): the try-on pipeline needs the torso's corners in both.
+    ``B`` in pose ``pb`` (the garment photo), and renders ``wear(A, B, category)`` in ``pa`` (the ground truth:
+    `wear_top`, `wear_bottom`, or both). The two poses are two different poses of the pool, drawn independently (any
+    facing: a garment seen from behind is part of the task). A draw is replaced (deterministically, by the next draw
+    of the triple's own stream) when the two garments are identical (every field of the category's
+    `CATEGORY_FIELDS`) or when either photo does not show both shoulders and both hips (as drawn, see
+    `render_person`): the try-on pipeline needs the torso's corners in both. The draws are the same for every
+    category; only what is swapped, and so which draws are replaced, differs. ``"upper_body"`` items are those of
+    the class before it had categories, to the byte.
 
     What the ground truth changes: every pixel that differs from the person photo lies in the union of the two
-    tops (the person's ``"top"`` label and the ground truth's) or within about one pixel of it (the anti-aliased
-    rim of a sleeve of another width, or a front part blending over a changed sleeve behind it). Sleeves and top
-    length decide which pixels are skin or bottom garment, so the person's top alone is not the region.
+    garments (the category's `CATEGORY_LABELS` in the person's parsing and in the ground truth's: ``"top"``,
+    ``"bottom"``, or both) or within about one pixel of it (the anti-aliased rim of a sleeve or trouser leg of
+    another width, or a front part blending over a changed part behind it). Sleeves, top length, the kind of bottom
+    and its length decide which pixels are skin, so the person's garment alone is not the region. One more band
+    for the lower and full body: the shoes' tops (``"shoes"``) at the ankles, which show above the foot below shorts
+    and skirts but not below trousers; the union of the two ``"shoes"`` labels holds it.
 
     Args:
         resolution (`int`, *optional*, defaults to 256): side of the square images, 64 to 1024.
@@ -1152,6 +1196,8 @@ class SynthHumansTryOn:
             ``(seed, split, i)``.
         length (`int`, *optional*, defaults to 200): ``len(ds)``; the garment identities are drawn among the
             first ``max(length, 2)`` identities of the split.
+        category (`str`, *optional*, defaults to ``"upper_body"``): the garment swapped, one of
+            `TRYON_CATEGORIES`.
 
     Items are dicts: ``person``, ``garment``, ``ground_truth`` (uint8 ``(R, R, 3)``); ``person_keypoints``,
     ``garment_keypoints``, ``ground_truth_keypoints`` (float32 ``(18, 2)`` as drawn, -1 missing);
@@ -1162,18 +1208,23 @@ class SynthHumansTryOn:
     DEFAULT_LENGTH = 200
     MAX_DRAWS = 100  # a split whose pool never gives a valid triple in this many draws is an error
 
-    def __init__(self, resolution: int = 256, split: str = "test", seed: int = 0, length: Optional[int] = None):
+    def __init__(self, resolution: int = 256, split: str = "test", seed: int = 0, length: Optional[int] = None,
+                 category: str = "upper_body"):
         length = self.DEFAULT_LENGTH if length is None else length
         if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
             raise ValueError(f"`length` must be a positive integer, got {length!r}")
+        if category not in TRYON_CATEGORIES:
+            raise ValueError(f"`category` must be one of {list(TRYON_CATEGORIES)}, got {category!r}")
         self.humans = SynthHumans(resolution=resolution, split=split, seed=seed, length=int(length))
         self.resolution, self.split, self.seed = self.humans.resolution, self.humans.split, self.humans.seed
+        self.category = category
 
     def __len__(self) -> int:
         return len(self.humans)
 
     def __repr__(self) -> str:
-        return f"SynthHumansTryOn(resolution={self.resolution}, split={self.split!r}, seed={self.seed}, length={len(self)})"
+        return (f"SynthHumansTryOn(resolution={self.resolution}, split={self.split!r}, seed={self.seed}, length={len(self)}, "
+                f"category={self.category!r})")
 
     @property
     def pose_names(self) -> List[str]:
@@ -1192,13 +1243,13 @@ class SynthHumansTryOn:
             other += other >= index  # anyone but the person
             garment = humans.identity(other)
             a, b = rng.choice(len(names), size=2, replace=False)
-            if all(getattr(person, f) == getattr(garment, f) for f in TOP_FIELDS):
+            if all(getattr(person, f) == getattr(garment, f) for f in CATEGORY_FIELDS[self.category]):
                 continue
             seen = render_person(person, humans.pose(names[a]), r)
             worn = render_person(garment, humans.pose(names[b]), r)
             if not (visible(seen["keypoints"])[list(TORSO_CORNERS)].all() and visible(worn["keypoints"])[list(TORSO_CORNERS)].all()):
                 continue
-            truth = render_person(wear_top(person, garment), humans.pose(names[a]), r)
+            truth = render_person(wear(person, garment, self.category), humans.pose(names[a]), r)
             return {
                 "person": seen["image"],
                 "garment": worn["image"],
