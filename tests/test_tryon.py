@@ -255,6 +255,10 @@ def test_train_script_preset_dry_run_and_bad_arguments(tmp_path, capsys):
     assert config["max_train_steps"] == 7  # the flag wins over the preset
     assert config["resolution"] == 256 and config["block_out_channels"] == [32, 64, 128, 256, 256]  # from the preset
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
+    # the GPU preset of the keep mode's flow trains on try-on triples at the pipeline's resolution
+    script.main(script.parse_args(["--config", "flow-tryon", "--output_dir", str(tmp_path / "o"), "--dry_run"]))
+    config = json.loads(capsys.readouterr().out)
+    assert config["pairs"] == "tryon" and config["resolution"] == 256 and config["block_out_channels"] == [32, 64, 128, 256, 256]
     with pytest.raises(ValueError, match="`--resolution` must be at least 64 and a multiple of 16 .* got 72"):
         script.main(script.parse_args(["--resolution", "72", "--dry_run"]))
     with pytest.raises(ValueError, match="`--mask_weight` must be non-negative, got -1.0"):

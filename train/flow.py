@@ -1,10 +1,14 @@
 #!/usr/bin/env python
 """Train the try-on appearance-flow network (paper fig. 9) on SynthHumans garment pairs.
 
-    accelerate launch train/flow.py --config flow-synth --output_dir pgat-1024    # beside the stage folders
+    accelerate launch train/flow.py --config flow-tryon --output_dir pgat-1024    # beside the stage folders
     python train/flow.py --resolution 64 --block_out_channels 8,16,32,32 --max_train_steps 300 --output_dir out
 
-A pair is one SynthHumans identity in two poses. The network sees the reference image masked to its top
+Two kinds of pairs (``--pairs``). ``tryon`` (presets ``flow-tryon``, ``flow-tryon-cpu``: the flow of the default
+"keep the person" mode) trains on `SynthHumansTryOn` triples: another identity's top moved part by part onto the
+person, the person's own top as the target region, the ground truth's top as the answer. ``pose`` (the default;
+presets ``flow-synth``, ``flow-synth-cpu``: the paper's canonical route) is described here: a pair is one
+SynthHumans identity in two poses. The network sees the reference image masked to its top
 (``PARSING_LABELS``' ``"top"``: the garment), that top's mask and the target pose's top mask, and predicts a
 flow; ``grid_sample`` moves the garment with it. The loss (weights are arguments):
 
