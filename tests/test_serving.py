@@ -524,8 +524,8 @@ def test_tryon_keep_is_the_pipelines_image_and_the_person_photo_away_from_the_ga
 
     out, status = tryon_serving.run({"inputs": _tryon_inputs(triple), "parameters": {"task": "tryon", "return_intermediates": True}})
     assert status == 200, out
-    assert set(out) == {"image", "mode", "resolution", "person_pose", "garment_pose", "intermediates"}
-    assert out["mode"] == "keep" and out["resolution"] == 256
+    assert set(out) == {"image", "mode", "category", "resolution", "person_pose", "garment_pose", "intermediates"}
+    assert out["mode"] == "keep" and out["category"] == "upper_body" and out["resolution"] == 256
     assert set(out["intermediates"]) == {"warped_garment", "garment_mask", "invented_mask"}
     image = _pixels(out["image"])
     assert image.shape == (256, 256, 3)
@@ -552,7 +552,7 @@ def test_tryon_keep_is_the_pipelines_image_and_the_person_photo_away_from_the_ga
     direct = tryon_pipes(256)(t["person"], t["garment"], t["person_mask"], t["garment_mask"], t["person_keypoints"], t["garment_keypoints"],
                               refine=False, fill="person", seam=5)
     np.testing.assert_array_equal(_pixels(other["image"]), np.asarray(direct.images[0]))
-    assert set(other) == {"image", "mode", "resolution", "person_pose", "garment_pose"}
+    assert set(other) == {"image", "mode", "category", "resolution", "person_pose", "garment_pose"}
     assert (_pixels(other["image"]) != image).any()
 
 
@@ -566,7 +566,7 @@ def test_tryon_category_reaches_the_pipeline(tryon_serving, tryon_pipes):
     t = dict(item, person_mask=item["person_parsing"] == BOTTOM, garment_mask=item["garment_parsing"] == BOTTOM)
     out, status = tryon_serving.run({"inputs": _tryon_inputs(t), "parameters": {"task": "tryon", "category": "lower_body"}})
     assert status == 200, out
-    assert set(out) == {"image", "mode", "resolution", "person_pose", "garment_pose"}
+    assert set(out) == {"image", "mode", "category", "resolution", "person_pose", "garment_pose"} and out["category"] == "lower_body"
     direct = tryon_pipes(256)(t["person"], t["garment"], t["person_mask"], t["garment_mask"], t["person_keypoints"], t["garment_keypoints"],
                               category="lower_body")
     np.testing.assert_array_equal(_pixels(out["image"]), np.asarray(direct.images[0]))

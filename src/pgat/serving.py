@@ -38,7 +38,7 @@ Request (``"task": "tryon"``, virtual try-on with `PGATTryOnPipeline`; the repos
     # "category": the garment taken from the garment photo: "upper_body" (a top, the default), "lower_body"
     # (trousers, shorts, a skirt) or "full_body" (both), in either mode; masks sent must mark that garment.
 
-    -> {"image": "<base64 PNG, the person photo's size>", "mode": "keep", "resolution": 256,
+    -> {"image": "<base64 PNG, the person photo's size>", "mode": "keep", "category": "upper_body", "resolution": 256,
         "person_pose": [[x, y, c], ...18], "garment_pose": [[x, y, c], ...18],   # the poses used, in each photo's pixels
         "intermediates": {"warped_garment": "<base64 PNG>", "garment_mask": "<base64 PNG>",   # only with
                           "invented_mask": "<base64 PNG>"}}                                   # return_intermediates
@@ -73,7 +73,8 @@ Decisions, written down:
   after PIL's ``L`` conversion, as the pipeline reads it); an all-black ``garment_mask`` (no garment) is refused;
   an absent mask is made by the pipeline from BlazePose's person mask. A pose not sent is estimated from its photo
   (``PGAT_POSE_ESTIMATOR``), and a photo in which none is found is a 400 on that photo that says to send the pose.
-  The response always carries ``image``, the ``mode`` that made it, the ``resolution`` and both poses used;
+  The response always carries ``image``, the ``mode`` that made it, the garment ``category`` it dressed, the
+  ``resolution`` and both poses used;
   ``"return_intermediates": true`` adds the pipeline's intermediates as PNGs: for ``"keep"`` the moved garment
   (``warped_garment``, black outside it), where it was put (``garment_mask``) and what was invented
   (``invented_mask``), in the person photo's frame; for ``"canonical"`` ``warped_garment``, ``garment_mask``,
@@ -678,7 +679,7 @@ class PGATServing:
             raise payload_error(e, "inputs") from None
         except (ValueError, FileNotFoundError) as e:
             raise payload_error(e, "inputs") from None
-        response = {"image": encode_png(out.images[0]), "mode": out.mode, "resolution": resolution,
+        response = {"image": encode_png(out.images[0]), "mode": out.mode, "category": kwargs["category"], "resolution": resolution,
                     "person_pose": keypoints_to_json(pixels["person_pose"]), "garment_pose": keypoints_to_json(pixels["garment_pose"])}
         if intermediates:
             response["intermediates"] = {name: encode_png(getattr(out, name)[0]) for name in TRYON_INTERMEDIATES[out.mode]}
