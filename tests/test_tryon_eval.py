@@ -443,6 +443,54 @@ def test_cli_evaluate_tryon(tmp_path, capsys):
     assert "--task tryon" in capsys.readouterr().err
 
 
+def test_automatic_masks_leave_the_masks_to_the_pipeline(tmp_path, capsys, monkeypatch):
+    """``masks="automatic"`` (``--masks automatic``) scores what a user who draws no mask gets: the pipeline is given
+    no mask and makes its own; with the default the parsing masks reach it. The CLI writes its own files."""
+    from types import SimpleNamespace
+
+    class Pipe:
+        def __init__(self):
+            self.masks = []
+
+        def __call__(self, person_image, garment_image, person_mask=None, garment_mask=None, person_pose=None, garment_pose=None,
+                     mode="keep", output_type="pil"):
+            self.masks.append((person_mask, garment_mask))
+            return SimpleNamespace(images=[np.zeros(person_image.shape, np.float32)], mode=mode)
+
+    triples = SynthHumansTryOn(resolution=64, split="test", length=2)
+    pipe = Pipe()
+    evaluate_tryon(PipelineTryOn(pipe, "keep", masks="automatic"), triples, progress=False)
+    assert pipe.masks == [(None, None)] * 2
+    evaluate_tryon(PipelineTryOn(pipe, "keep"), triples, num_triples=1, progress=False)
+    given = pipe.masks[-1]
+    np.testing.assert_array_equal(given[0] > 0, triples[0]["person_parsing"] == TOP)
+    np.testing.assert_array_equal(given[1] > 0, triples[0]["garment_parsing"] == TOP)
+    with pytest.raises(ValueError, match="`masks` must be one of \\['parsing', 'automatic'\\], got 'drawn'"):
+        PipelineTryOn(pipe, masks="drawn")
+
+    # a photo in which BlazePose finds no one: the pipeline refuses, the user keeps the photo, and it is counted
+    class Blind(Pipe):
+        def __call__(self, person_image, garment_image, person_mask=None, garment_mask=None, person_pose=None, garment_pose=None,
+                     mode="keep", output_type="pil"):
+            raise ValueError("`person_mask` was not given and BlazePose found no person in the photo to make one from; pass `person_mask`")
+
+    blind = PipelineTryOn(Blind(), "keep", masks="automatic")
+    rows = evaluate_tryon(blind, triples, progress=False)
+    assert blind.refused == 2 and rows["model"]["ssim_region"] == rows["person_unchanged"]["ssim_region"]
+    with pytest.raises(ValueError, match="found no person"):  # with the parsing masks a refusal is an error
+        PipelineTryOn(Blind(), "keep")(triples[0]["person"], triples[0]["garment"], None, None, None, None)
+    # the CLI: the record says which masks, the files are named for them; the pose-transfer task refuses the flag
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", "--task", "tryon", "--model", str(EMBEDDED), "--masks", "automatic", "--resolution", "256",
+                     "--num-pairs", "1", "--no-baseline", "--out", str(out)]) == 0
+    record = json.loads((out / "evaluation-tryon-automatic-masks.json").read_text())
+    assert record["masks"] == "automatic" and record["refused"] in (0, 1) and not (out / "evaluation-tryon.json").exists()
+    assert "automatic masks" in (out / "evaluation-tryon-automatic-masks.md").read_text()
+    capsys.readouterr()
+    assert cli_main(["evaluate", "--model", str(EMBEDDED), "--masks", "automatic"]) == 2
+    assert "--task tryon" in capsys.readouterr().err
+
+
 def test_cli_evaluate_tryon_category(tmp_path, capsys):
     out = tmp_path / "eval"
     rc = cli_main(["evaluate", "--task", "tryon", "--model", str(EMBEDDED), "--category", "lower_body", "--resolution", "128",

@@ -364,14 +364,20 @@ class PipelineTryOn:
             the canonical pose: ``"canonical"`` then runs it as it is, ``"keep"`` is an error.
         category (`str`, *optional*, defaults to ``"upper_body"``): the pipeline's ``category=`` (the garment it
             is given masks of); only passed when it is not the default, and then the pipeline must take it.
+        masks (`str`, *optional*, defaults to ``"parsing"``): ``"parsing"`` passes the masks it is given (the
+            triples' parsing labels) to the pipeline; ``"automatic"`` passes none, so the pipeline makes its own
+            (BlazePose's person mask within the category's parts), as it does for a user who draws none. Where
+            BlazePose finds no person in a photo, the pipeline refuses, as it does in the Space; that triple's
+            output is then the person photo unchanged (what the user is left with), counted in ``refused``.
         options (*optional*): more keyword arguments of the pipeline (e.g. ``refine=False``).
 
     Attributes:
         mode (`str` or `None`): the mode the outputs were made in (the output's ``mode`` when the pipeline reports one).
         category (`str`): the garment category it dresses.
+        refused (`int`): the calls the pipeline refused for want of an automatic mask (``masks="automatic"``).
     """
 
-    def __init__(self, pipe, mode: Optional[str] = None, category: str = "upper_body", **options):
+    def __init__(self, pipe, mode: Optional[str] = None, category: str = "upper_body", masks: str = "parsing", **options):
         import inspect
 
         from .data.synthetic import TRYON_CATEGORIES
@@ -380,7 +386,11 @@ class PipelineTryOn:
             raise ValueError(f"`mode` must be one of {TRYON_MODES} or None, got {mode!r}")
         if category not in TRYON_CATEGORIES:
             raise ValueError(f"`category` must be one of {list(TRYON_CATEGORIES)}, got {category!r}")
+        if masks not in TRYON_MASKS:
+            raise ValueError(f"`masks` must be one of {list(TRYON_MASKS)}, got {masks!r}")
         self.pipe = pipe
+        self.masks = masks
+        self.refused = 0
         parameters = inspect.signature(pipe.__call__).parameters
         self.takes_mode = "mode" in parameters
         if mode == "keep" and not self.takes_mode:
@@ -397,13 +407,24 @@ class PipelineTryOn:
 
         options = {"mode": self.requested} if (self.requested is not None and self.takes_mode) else {}
         options.update(self.options)
-        out = self.pipe(
-            person, garment, person_mask=person_mask, garment_mask=garment_mask,
-            person_pose=person_keypoints, garment_pose=garment_keypoints, output_type="np", **options,
-        )
+        if self.masks == "automatic":
+            person_mask = garment_mask = None
+        try:
+            out = self.pipe(
+                person, garment, person_mask=person_mask, garment_mask=garment_mask,
+                person_pose=person_keypoints, garment_pose=garment_keypoints, output_type="np", **options,
+            )
+        except ValueError as e:  # the pipeline's refusal to make a mask: the user gets an error and keeps the photo
+            if self.masks != "automatic" or "was not given and BlazePose found no person" not in str(e):
+                raise
+            self.refused += 1
+            return np.asarray(person, np.uint8).copy()
         if getattr(out, "mode", None) is not None:
             self.mode = str(out.mode)
         return (np.clip(np.asarray(out.images[0]), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+TRYON_MASKS = ("parsing", "automatic")
 
 
 def evaluate_tryon(
@@ -543,6 +564,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("`--mode` is an option of `--task tryon`; the pose-transfer evaluation has no mode")
     if args.category is not None:
         raise ValueError("`--category` is an option of `--task tryon`; the pose-transfer evaluation has no garment category")
+    if args.masks is not None:
+        raise ValueError("`--masks` is an option of `--task tryon`; the pose-transfer evaluation has no garment masks")
     metrics = [m.strip() for m in (args.metrics or ",".join(DEFAULT_METRICS)).split(",") if m.strip()]
     model = load_stage_model(args.model, args.resolution)
     resolution = model.config.resolution
@@ -578,8 +601,8 @@ def _cmd_evaluate_tryon(args: argparse.Namespace) -> int:
     pipe = PGATTryOnPipeline.from_pretrained(args.model, resolution=args.resolution, pose_estimator=None)
     if args.device:
         pipe.to(args.device)
-    category = args.category or "upper_body"
-    tryon = PipelineTryOn(pipe, args.mode, category=category)
+    category, masks = args.category or "upper_body", args.masks or "parsing"
+    tryon = PipelineTryOn(pipe, args.mode, category=category, masks=masks)
     resolution = pipe.resolution
     triples = SynthHumansTryOn(resolution=resolution, split="test", seed=args.seed, length=args.num_pairs, category=category)
     t0 = time.perf_counter()
@@ -589,24 +612,29 @@ def _cmd_evaluate_tryon(args: argparse.Namespace) -> int:
     results = {(row if k == "model" else k): v for k, v in results.items()}
     gaps = tryon_gaps(results, row)
     record = {
-        "task": "tryon", "model": str(args.model), "mode": tryon.mode, "category": category, "stage": stage_folder(resolution),
+        "task": "tryon", "model": str(args.model), "mode": tryon.mode, "category": category, "masks": masks, "refused": tryon.refused, "stage": stage_folder(resolution),
         "resolution": resolution, "dataset": "synthhumans-tryon", "seed": args.seed, "seam_px": seam_width(resolution), "seconds": seconds,
         "rows": results, "gap_closed": gaps,
     }
-    what = "" if category == "upper_body" else f", {category.replace('_', ' ')} garments"
+    what = ("" if category == "upper_body" else f", {category.replace('_', ' ')} garments") + (", automatic masks" if masks == "automatic" else "")
     table = tryon_markdown_table(
         results, row, f"{args.model} · {stage_folder(resolution)} · try-on{what}, SynthHumans test triples (seed {args.seed}, seam {seam_width(resolution)} px)",
         category=category,
     )
+    if masks == "automatic":
+        table += (f"\nAutomatic masks: BlazePose found no person in a photo of {tryon.refused} of the {results[row]['num_triples']} triples; "
+                  "the pipeline refused them, and they are scored as the person photo unchanged.\n")
     print(table)
     if args.out:
-        write_results(args.out, tryon_results_stem(category), record, table)
+        write_results(args.out, tryon_results_stem(category, masks), record, table)
     return 0
 
 
-def tryon_results_stem(category: str = "upper_body") -> str:
-    """The file stem of a try-on evaluation: ``evaluation-tryon`` (tops), ``evaluation-tryon-lower-body``, ``-full-body``."""
-    return "evaluation-tryon" if category == "upper_body" else f"evaluation-tryon-{category.replace('_', '-')}"
+def tryon_results_stem(category: str = "upper_body", masks: str = "parsing") -> str:
+    """The file stem of a try-on evaluation: ``evaluation-tryon`` (tops), ``evaluation-tryon-lower-body``, ``-full-body``;
+    ``-automatic-masks`` appended when the pipeline made its own masks."""
+    stem = "evaluation-tryon" if category == "upper_body" else f"evaluation-tryon-{category.replace('_', '-')}"
+    return stem + ("-automatic-masks" if masks == "automatic" else "")
 
 
 def register_evaluate(sub) -> None:
@@ -628,6 +656,9 @@ def register_evaluate(sub) -> None:
     p.add_argument("--category", choices=["upper_body", "lower_body", "full_body"], default=None,
                    help="--task tryon: the garment swapped and scored: upper_body (tops, default), lower_body (trousers, shorts, skirts) or "
                         "full_body (both); written as evaluation-tryon.* for upper_body, evaluation-tryon-lower-body.* / -full-body.* otherwise")
+    p.add_argument("--masks", choices=list(TRYON_MASKS), default=None,
+                   help="--task tryon: the triples' parsing masks (default), or automatic: none given, the pipeline makes its own from "
+                        "BlazePose's person mask, as for a user who draws none (written as ...-automatic-masks.*)")
     p.add_argument("--model", required=True, help="a model repository folder or Hub id")
     p.add_argument("--resolution", type=int, default=None, help="the stage to evaluate (default: the highest present)")
     p.add_argument("--dataset", default="synthhumans", help="'synthhumans' (its test split) or a pair-format folder")
