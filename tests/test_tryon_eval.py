@@ -472,7 +472,9 @@ def test_automatic_masks_leave_the_masks_to_the_pipeline(tmp_path, capsys, monke
     class Blind(Pipe):
         def __call__(self, person_image, garment_image, person_mask=None, garment_mask=None, person_pose=None, garment_pose=None,
                      mode="keep", output_type="pil"):
-            raise ValueError("`person_mask` was not given and BlazePose found no person in the photo to make one from; pass `person_mask`")
+            from pgat.pipelines.tryon import NoPersonFoundError
+
+            raise NoPersonFoundError("`person_mask` was not given and BlazePose found no person in the photo to make one from; pass `person_mask`")
 
     blind = PipelineTryOn(Blind(), "keep", masks="automatic")
     rows = evaluate_tryon(blind, triples, progress=False)

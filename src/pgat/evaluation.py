@@ -299,14 +299,11 @@ def category_mask(parsing, category: str = "upper_body"):
     `pgat.data.synthetic.CATEGORY_LABELS`)."""
     import numpy as np
 
-    from .data.synthetic import CATEGORY_LABELS, TOP, TRYON_CATEGORIES
+    from .data.synthetic import CATEGORY_LABELS, TRYON_CATEGORIES
 
     if category not in TRYON_CATEGORIES:
         raise ValueError(f"`category` must be one of {list(TRYON_CATEGORIES)}, got {category!r}")
-    parsing = np.asarray(parsing)
-    if category == "upper_body":
-        return parsing == TOP
-    return np.isin(parsing, CATEGORY_LABELS[category])
+    return np.isin(np.asarray(parsing), CATEGORY_LABELS[category])
 
 
 def unwarped_paste(person, garment, garment_mask):
@@ -405,6 +402,8 @@ class PipelineTryOn:
     def __call__(self, person, garment, person_mask, garment_mask, person_keypoints, garment_keypoints):
         import numpy as np
 
+        from .pipelines.tryon import NoPersonFoundError
+
         options = {"mode": self.requested} if (self.requested is not None and self.takes_mode) else {}
         options.update(self.options)
         if self.masks == "automatic":
@@ -414,8 +413,8 @@ class PipelineTryOn:
                 person, garment, person_mask=person_mask, garment_mask=garment_mask,
                 person_pose=person_keypoints, garment_pose=garment_keypoints, output_type="np", **options,
             )
-        except ValueError as e:  # the pipeline's refusal to make a mask: the user gets an error and keeps the photo
-            if self.masks != "automatic" or "was not given and BlazePose found no person" not in str(e):
+        except NoPersonFoundError:  # the pipeline's refusal to make a mask: the user gets an error and keeps the photo
+            if self.masks != "automatic":
                 raise
             self.refused += 1
             return np.asarray(person, np.uint8).copy()
@@ -638,6 +637,8 @@ def tryon_results_stem(category: str = "upper_body", masks: str = "parsing") -> 
 
 
 def register_evaluate(sub) -> None:
+    from .parts import GARMENT_CATEGORIES
+
     p = sub.add_parser(
         "evaluate",
         help="metrics of a model stage on a test split, beside the copy-reference and part-warp baselines",
@@ -653,7 +654,7 @@ def register_evaluate(sub) -> None:
                    help="pose-transfer (default): the model stage on pairs; tryon: the try-on pipeline (needs the repository's flow/)")
     p.add_argument("--mode", choices=list(TRYON_MODES), default=None,
                    help="--task tryon: the try-on pipeline's mode (default: the pipeline's own)")
-    p.add_argument("--category", choices=["upper_body", "lower_body", "full_body"], default=None,
+    p.add_argument("--category", choices=list(GARMENT_CATEGORIES), default=None,
                    help="--task tryon: the garment swapped and scored: upper_body (tops, default), lower_body (trousers, shorts, skirts) or "
                         "full_body (both); written as evaluation-tryon.* for upper_body, evaluation-tryon-lower-body.* / -full-body.* otherwise")
     p.add_argument("--masks", choices=list(TRYON_MASKS), default=None,

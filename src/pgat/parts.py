@@ -115,6 +115,9 @@ LOWER_BODY_PARTS: Tuple[str, ...] = ("torso",) + LEG_PARTS
 WAIST = 0.9
 # full-body garments (a top and a bottom, a dress): the upper body's parts and the legs, the whole torso
 FULL_BODY_PARTS: Tuple[str, ...] = UPPER_BODY_PARTS + LEG_PARTS
+# the garment categories of try-on, each worn on the parts above (the one list the pipeline, SynthHumans' try-on
+# triples and the evaluation use)
+GARMENT_CATEGORIES: Tuple[str, ...] = ("upper_body", "lower_body", "full_body")
 # how a part's transform is fitted to its joints (see the module docstring)
 FITS: Tuple[str, ...] = ("joints", "body")
 

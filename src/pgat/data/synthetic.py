@@ -57,6 +57,7 @@ from ..pose import (
     read_deepfashion_annotations,
     visible,
 )
+from ..parts import GARMENT_CATEGORIES
 
 PARSING_LABELS: Tuple[str, ...] = ("background", "skin", "face", "hair", "top", "bottom", "shoes")
 BACKGROUND, SKIN, FACE, HAIR, TOP, BOTTOM, SHOES = range(len(PARSING_LABELS))
@@ -1132,7 +1133,7 @@ def wear_top(person: Identity, garment: Identity) -> Identity:
 # shoes stay the wearer's.
 BOTTOM_FIELDS: Tuple[str, ...] = ("bottom", "bottom_pattern", "bottom_length")
 # try-on garment categories (as `PGATTryOnPipeline`'s ``category``): what `SynthHumansTryOn` swaps
-TRYON_CATEGORIES: Tuple[str, ...] = ("upper_body", "lower_body", "full_body")
+TRYON_CATEGORIES: Tuple[str, ...] = GARMENT_CATEGORIES
 CATEGORY_FIELDS: Dict[str, Tuple[str, ...]] = {"upper_body": TOP_FIELDS, "lower_body": BOTTOM_FIELDS, "full_body": TOP_FIELDS + BOTTOM_FIELDS}
 # the parsing labels of each category's garment: the try-on region is these labels in the person and in the answer
 CATEGORY_LABELS: Dict[str, Tuple[int, ...]] = {"upper_body": (TOP,), "lower_body": (BOTTOM,), "full_body": (TOP, BOTTOM)}

@@ -60,6 +60,7 @@ from ..parts import (
     ARM_PARTS,
     CORE_MARGIN,
     FULL_BODY_PARTS,
+    GARMENT_CATEGORIES,
     GARMENT_MARGIN,
     LEG_PARTS,
     LOWER_BODY_PARTS,
@@ -90,7 +91,7 @@ FILLS = ("inpaint", "generator", "person")
 #   triples (rigid warp, parsing masks) region SSIM 0.526 with the legs in front, 0.517 with the torso's box in front;
 # - both: the arms only, and the torso's box over the thighs' tops (0.617; with the legs in front too, 0.609: the
 #   box carries the top's hem there).
-CATEGORIES = ("upper_body", "lower_body", "full_body")
+CATEGORIES = GARMENT_CATEGORIES
 CATEGORY_PARTS = {"upper_body": UPPER_BODY_PARTS, "lower_body": LOWER_BODY_PARTS, "full_body": FULL_BODY_PARTS}
 CATEGORY_IN_FRONT = {"upper_body": ARM_PARTS, "lower_body": LEG_PARTS, "full_body": ARM_PARTS}
 # the automatic masks' cut at the waist: only a lower-body garment stops there
@@ -190,11 +191,7 @@ def garment_grid(garment_keypoints: np.ndarray, person_keypoints: np.ndarray, si
     ``(h, w)`` photo, and the ``(1, 1, H, W)`` coverage of the person's parts of ``category`` (`CATEGORY_PARTS`,
     in front of each other as `CATEGORY_IN_FRONT` says; default ``"upper_body"``, `move_garment`'s). The lower and
     full body complete both poses' legs first (`pgat.parts.complete_legs`)."""
-    if category == "upper_body":
-        src = torch.from_numpy(np.asarray(garment_keypoints, np.float32)[None, :, :2])
-        dst = torch.from_numpy(np.asarray(person_keypoints, np.float32)[None, :, :2])
-    else:
-        src, dst = _category_poses(category, garment_keypoints, person_keypoints)
+    src, dst = _category_poses(category, garment_keypoints, person_keypoints)
     grid, parts = composite_grid(src, dst, size, parts=CATEGORY_PARTS[category], reference_size=tuple(garment_size), fit="body",
                                  in_front=CATEGORY_IN_FRONT[category])
     return grid, parts.amax(1, keepdim=True)
@@ -259,6 +256,25 @@ def skin_colour(person: torch.Tensor, garment_region: torch.Tensor, keypoints: n
     if int(near.sum()) < 4:
         return None
     return person[0][:, near].median(dim=1).values
+
+
+class NoPersonFoundError(ValueError):
+    """An automatic mask was needed (``person_mask`` or ``garment_mask`` not given) and BlazePose found no person in
+    the photo to make it from. The message names the argument to pass instead."""
+
+
+def _person_mask(picture: PIL.Image.Image, name: str) -> torch.Tensor:
+    """BlazePose's person mask of a photo, ``(H, W)`` in [0, 1] in its pixels, for the automatic mask ``name``."""
+    from ..pose_estimation import estimate
+
+    try:
+        person = estimate(picture, backend="blazepose", return_mask=True).mask
+    except (FileNotFoundError, ImportError) as e:
+        raise ValueError(f"`{name}` was not given and the automatic mask needs BlazePose, which is not available here ({e}); pass `{name}`") from None
+    person = torch.from_numpy(np.asarray(person, np.float32))
+    if not (person > 0.5).any():
+        raise NoPersonFoundError(f"`{name}` was not given and BlazePose found no person in the photo to make one from; pass `{name}`")
+    return person
 
 
 def upper_body_region(keypoints: np.ndarray, height: int, width: int) -> torch.Tensor:
@@ -394,15 +410,7 @@ class PGATTryOnPipeline(PGATPipeline):
     def _automatic_region(self, picture: PIL.Image.Image, box: Letterbox, square_kps: np.ndarray, name: str,
                           category: str = "upper_body") -> torch.Tensor:
         """BlazePose's person mask within the pose's parts of ``category`` (`category_region`), in the model's square."""
-        from ..pose_estimation import estimate
-
-        try:
-            person = estimate(picture, backend="blazepose", return_mask=True).mask
-        except (FileNotFoundError, ImportError) as e:
-            raise ValueError(f"`{name}` was not given and the automatic mask needs BlazePose, which is not available here ({e}); pass `{name}`") from None
-        square = mask_to_square(torch.from_numpy(np.asarray(person, np.float32)), box)
-        if not (square > 0.5).any():
-            raise ValueError(f"`{name}` was not given and BlazePose found no person in the photo to make one from; pass `{name}`")
+        square = mask_to_square(_person_mask(picture, name), box)
         r = self.resolution
         return square * category_region(square_kps, r, r, category)
 
@@ -475,17 +483,8 @@ class PGATTryOnPipeline(PGATPipeline):
     def _photo_region(self, picture: PIL.Image.Image, kps: np.ndarray, name: str, category: str = "upper_body") -> torch.Tensor:
         """The automatic garment region in a photo's own pixels: BlazePose's person mask within the parts of
         ``category`` (`category_region`: for a top, the torso and arms)."""
-        from ..pose_estimation import estimate
-
-        try:
-            person = estimate(picture, backend="blazepose", return_mask=True).mask
-        except (FileNotFoundError, ImportError) as e:
-            raise ValueError(f"`{name}` was not given and the automatic mask needs BlazePose, which is not available here ({e}); pass `{name}`") from None
-        person = torch.from_numpy(np.asarray(person, np.float32))
-        if not (person > 0.5).any():
-            raise ValueError(f"`{name}` was not given and BlazePose found no person in the photo to make one from; pass `{name}`")
         w, h = picture.size
-        return person * category_region(kps, h, w, category)
+        return _person_mask(picture, name) * category_region(kps, h, w, category)
 
     def _refine_flow(self, garment: torch.Tensor, garment_mask: torch.Tensor, target: torch.Tensor, box: Letterbox) -> torch.Tensor:
         """The appearance flow's correction of a part-warped garment, in the normalised units of the photo frame.
@@ -771,6 +770,6 @@ def register_tryon(sub) -> None:
     p.set_defaults(func=_cmd_tryon)
 
 
-__all__ = ["PGATTryOnPipeline", "PGATTryOnPipelineOutput", "MODES", "FILLS", "CATEGORIES", "CATEGORY_PARTS", "CATEGORY_IN_FRONT",
+__all__ = ["PGATTryOnPipeline", "PGATTryOnPipelineOutput", "NoPersonFoundError", "MODES", "FILLS", "CATEGORIES", "CATEGORY_PARTS", "CATEGORY_IN_FRONT",
            "default_seam", "move_garment", "garment_grid", "sample_garment", "transfer_mask", "upper_body_region",
            "category_region", "limb_cores", "register_tryon"]
