@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from pgat.data.synthetic import SynthHumansTryOn
-from pgat.evaluation import (PipelineTryOn, evaluate_tryon, garment_region, seam_width, tryon_gaps, tryon_markdown_table,
-                             tryon_scores, write_results)
+from pgat.evaluation import (PipelineTryOn, category_mask, evaluate_tryon, garment_region, seam_width, tryon_gaps,
+                             tryon_markdown_table, tryon_scores, write_results)
 from pgat.pipelines.tryon import PGATTryOnPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,16 +36,14 @@ def oracles(pipe, triples, n: int):
     """The default's output with the ground truth in its invented hole, and in its moved garment's place."""
     import numpy as np
 
-    from pgat.data.synthetic import TOP
-
     seam = seam_width(pipe.resolution)
     rows = {"oracle_truth_in_hole": [], "oracle_truth_in_garment": []}
     hole_share, back = [], []
     for i in range(n):
         item = triples[i]
         person, truth = item["person"], item["ground_truth"]
-        out = pipe(person, item["garment"], person_mask=(item["person_parsing"] == TOP).astype(np.uint8) * 255,
-                   garment_mask=(item["garment_parsing"] == TOP).astype(np.uint8) * 255, person_pose=item["person_keypoints"],
+        out = pipe(person, item["garment"], person_mask=category_mask(item["person_parsing"]),
+                   garment_mask=category_mask(item["garment_parsing"]), person_pose=item["person_keypoints"],
                    garment_pose=item["garment_keypoints"], output_type="np", mode="keep")
         image = (np.clip(out.images[0], 0, 1) * 255 + 0.5).astype(np.uint8)
         region = garment_region(item["person_parsing"], item["ground_truth_parsing"])
